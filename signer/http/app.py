@@ -1,0 +1,98 @@
+"""Flask app factory: problem+json for every error, one structured log line per request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from archive.errors import ArchiveError
+from signer.errors import HocbaError
+from signer.settings import Settings, load_settings
+from signer.workflow import Hocba
+
+access_log = logging.getLogger("hocba.access")
+log = logging.getLogger("hocba")
+
+
+def problem_response(status: int, code: str, title: str, detail: str,
+                     errors: list[dict[str, str]] | None = None) -> Response:
+    body: dict[str, Any] = {"type": f"https://hocba.example/problems/{code}", "title": title,
+                            "status": status, "detail": detail, "code": code}
+    if errors:
+        body["errors"] = errors
+    g.outcome = code
+    return Response(json.dumps(body, ensure_ascii=False), status=status,
+                    mimetype="application/problem+json")
+
+
+def create_app(settings: Settings | None = None, *, service: Hocba | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask("hocba")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_pdf_bytes + 1024 * 1024
+    app.extensions["hocba"] = service or Hocba(settings)
+
+    from signer.http import admin, archive, jobs, ops, records, sessions, verify
+
+    app.register_blueprint(records.bp)
+    app.register_blueprint(archive.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(sessions.bp)
+    app.register_blueprint(verify.bp)
+    app.register_blueprint(ops.bp)
+
+    @app.before_request
+    def _start() -> None:
+        g.t0 = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        g.tenant = None
+        g.record_id = (request.view_args or {}).get("record_id")
+        g.outcome = "ok"
+
+    @app.after_request
+    def _log(resp: Response) -> Response:
+        resp.headers["X-Request-Id"] = g.get("request_id", "")
+        access_log.info(json.dumps({
+            "request_id": g.get("request_id"), "method": request.method,
+            "path": request.path, "status": resp.status_code, "tenant": g.get("tenant"),
+            "record_id": g.get("record_id"), "outcome": g.get("outcome", "ok"),
+            "duration_ms": round((time.perf_counter() - g.get("t0", time.perf_counter()))
+                                 * 1000, 1),
+        }, ensure_ascii=False))
+        return resp
+
+    @app.errorhandler(HocbaError)
+    def _hocba(e: HocbaError) -> Response:
+        if e.status >= 500:
+            log.warning("dependency/internal error %s: %s", e.code, e.detail)
+        return problem_response(e.status, e.code, e.title, e.detail,
+                                [{"field": x.field, "message": x.message} for x in e.errors])
+
+    @app.errorhandler(ArchiveError)
+    def _archive(e: ArchiveError) -> Response:
+        log.error("archive error %s: %s", e.code, e)
+        return problem_response(503, e.code, "Archive error", str(e))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(e: RequestEntityTooLarge) -> Response:
+        return problem_response(413, "pdf_too_large", "Payload too large",
+                                f"the request exceeds {settings.max_pdf_bytes} bytes")
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException) -> Response:
+        code = (e.name or "error").lower().replace(" ", "_")
+        return problem_response(e.code or 500, code, e.name or "Error", e.description or "")
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        log.exception("unexpected error")
+        return problem_response(500, "internal_error", "Internal error",
+                                f"request {g.get('request_id')} failed; it is logged")
+
+    return app

@@ -1,0 +1,823 @@
+"""Checks on what school systems upload: the rendered PDF and its JSON metadata.
+
+Both checks are pure functions over bytes/data (no I/O) that either return typed
+facts or raise one of our request errors with a stable ``code``:
+
+``check_pdf``
+    413 ``pdf_too_large``; 400 ``pdf_not_a_pdf``, ``pdf_encrypted``, ``pdf_malformed``;
+    422 ``pdf_already_signed``, ``pdf_active_content``.
+``check_metadata``
+    400 ``metadata_invalid_json``; 422 ``metadata_invalid``, ``record_type_unknown``,
+    ``student_id_invalid`` (all field problems are listed at once in ``errors``).
+
+A record must render the same forever, so a PDF is refused if anything in it can
+run code, fetch or launch something, carry other files, or act on its own.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import unicodedata
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from io import BytesIO
+from typing import Any
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+from signer.errors import FieldError, HocbaError, InvalidInput, PdfRejected, RequestError
+from signer.idnumber import validate_id_number
+
+__all__ = [
+    "PdfFacts",
+    "RecordMetadata",
+    "check_metadata",
+    "check_pdf",
+]
+
+# ---------------------------------------------------------------------------
+# PDF
+# ---------------------------------------------------------------------------
+
+# Action types (/S) that run code, reach outside the document, or play media.
+ACTIVE_ACTION_TYPES: frozenset[str] = frozenset(
+    {
+        "/JavaScript",
+        "/Launch",
+        "/SubmitForm",
+        "/ImportData",
+        "/GoToR",
+        "/GoToE",
+        "/RichMediaExecute",
+        "/Movie",
+        "/Sound",
+        "/Rendition",
+    }
+)
+# Annotation types (/Subtype) that embed media, 3D scenes (which may carry
+# JavaScript) or files.
+ACTIVE_ANNOTATION_TYPES: frozenset[str] = frozenset(
+    {"/RichMedia", "/Movie", "/Sound", "/Screen", "/3D", "/FileAttachment"}
+)
+# Keys that are active content wherever they appear.
+ACTIVE_KEYS: Mapping[str, str] = {
+    "/JS": "JavaScript (/JS)",
+    "/JavaScript": "JavaScript name tree (/JavaScript)",
+    "/AA": "additional actions (/AA)",
+    "/EmbeddedFiles": "embedded files (/EmbeddedFiles)",
+    "/EF": "embedded file (/EF)",
+    "/XFA": "XFA form (/XFA)",
+}
+
+_EOF_WINDOW = 1024  # as readers do: %%EOF must be within the last 1 KiB
+_MAX_LISTED = 5  # findings named in an error's detail
+_MAX_PATH = 160  # characters of an object path named in a detail
+_MAX_REF_CHAIN = 32  # a reference to a reference to ...
+_PDFA_NS = "http://www.aiim.org/pdfa/ns/id/"
+
+
+@dataclass(frozen=True)
+class PdfFacts:
+    """What an accepted PDF is: only ever built for a document that passed."""
+
+    page_count: int
+    pdf_version: str
+    """Effective version, e.g. ``"1.7"``: the header's, or the catalog's /Version if later."""
+    header_version: str
+    producer: str | None
+    has_acroform: bool
+    existing_signature_fields: tuple[str, ...]
+    """Fully qualified names of the (empty) signature fields already in the document.
+
+    None of them is signed: a document with a filled signature field is refused.
+    """
+    is_pdfa: bool
+    """XMP metadata carries a PDF/A identification (pdfaid) schema."""
+    pdfa_conformance: str | None
+    """E.g. ``"2B"``, when ``is_pdfa``."""
+    revisions: int
+    """Number of cross-reference sections (1 + incremental updates)."""
+
+
+def check_pdf(data: bytes, *, max_bytes: int) -> PdfFacts:
+    """Accept an uploaded record PDF or raise a request error with a stable code."""
+    if len(data) > max_bytes:
+        raise RequestError(
+            f"the PDF is {len(data)} bytes; at most {max_bytes} are accepted",
+            status=413,
+            code="pdf_too_large",
+        )
+    if not data.startswith(b"%PDF-"):
+        raise PdfRejected(
+            "the document is not a PDF (it must begin with %PDF-)",
+            code="pdf_not_a_pdf",
+        )
+    if b"%%EOF" not in data[-_EOF_WINDOW:]:
+        raise PdfRejected(
+            "the PDF has no %%EOF marker at its end (truncated?)", code="pdf_malformed"
+        )
+    try:
+        return _inspect_pdf(data if isinstance(data, bytes) else bytes(data))
+    except HocbaError:
+        raise
+    except Exception as e:  # anything the parser throws at garbage is a malformed file
+        raise PdfRejected(
+            f"the PDF cannot be read: {_describe_exception(e)}", code="pdf_malformed"
+        ) from e
+
+
+def _malformed(detail: str) -> PdfRejected:
+    return PdfRejected(detail, code="pdf_malformed")
+
+
+def _inspect_pdf(data: bytes) -> PdfFacts:
+    reader = PdfFileReader(BytesIO(data), strict=True)
+    if "/Encrypt" in reader.trailer:
+        raise PdfRejected(
+            "the PDF is encrypted; upload a plain, unencrypted document",
+            code="pdf_encrypted",
+        )
+
+    root_raw = reader.trailer.raw_get("/Root")
+    if not isinstance(root_raw, generic.IndirectObject):
+        raise _malformed("the trailer has no /Root reference")
+    root = reader.get_object(root_raw.reference)
+    if not isinstance(root, generic.DictionaryObject):
+        raise _malformed("the document catalog is not a dictionary")
+
+    walk = _ObjectWalk(reader)
+    walk.run()
+    page_count = _count_pages(reader, root)
+    sig_fields, has_acroform = _signature_fields(reader, root)
+
+    signed = list(walk.signatures)
+    signed += [
+        f"signature field '{_safe_text(name, 64)}' is signed"
+        for name, is_signed in sig_fields
+        if is_signed
+    ]
+    if signed:
+        raise InvalidInput(
+            "the PDF already contains signatures; records must arrive unsigned ("
+            + _summarise(signed)
+            + ")",
+            code="pdf_already_signed",
+        )
+    if walk.findings:
+        raise InvalidInput(
+            "the PDF contains active content: " + _summarise(walk.findings),
+            code="pdf_active_content",
+        )
+
+    header_match = re.match(rb"%PDF-([0-9])\.([0-9])", data)
+    if header_match is None:
+        raise _malformed("the PDF header has no version number")
+    header_version = (int(header_match.group(1)), int(header_match.group(2)))
+    effective = max(header_version, _catalog_version(reader, root) or (0, 0))
+    xmp = _xmp_bytes(reader, root)
+    pdfa = _pdfa_conformance(xmp) if xmp is not None else None
+    return PdfFacts(
+        page_count=page_count,
+        pdf_version=f"{effective[0]}.{effective[1]}",
+        header_version=f"{header_version[0]}.{header_version[1]}",
+        producer=_producer(reader, xmp),
+        has_acroform=has_acroform,
+        existing_signature_fields=tuple(name for name, _ in sig_fields),
+        is_pdfa=pdfa is not None,
+        pdfa_conformance=pdfa or None,
+        revisions=reader.xrefs.total_revisions,
+    )
+
+
+# Where an object was reached: a linked list (parent, segment) ending in a root
+# label ("" for the trailer, _ORPHAN for objects found only through the xref),
+# rendered only when something is reported.
+_Path = tuple["_Path", str] | str
+_Owner = tuple[int, int] | None
+_ORPHAN = "orphan"
+
+
+def _where(path: _Path, owner: _Owner) -> str:
+    segments: list[str] = []
+    node = path
+    while isinstance(node, tuple):
+        node, segment = node
+        segments.append(segment)
+    text = "".join(reversed(segments))
+    if len(text) > _MAX_PATH:
+        text = "…" + text[-_MAX_PATH:]
+    obj = f"object {owner[0]} {owner[1]}" if owner else ""
+    if node == _ORPHAN:
+        where = f"{obj} (not reachable from the catalog)"
+        return f"{text} of {where}" if text else where
+    if not text:
+        return "the trailer"
+    return f"{text} ({obj})" if obj else text
+
+
+def _safe_text(value: object, limit: int = 40) -> str:
+    """Printable ASCII only, truncated: document-supplied names in our messages."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _summarise(items: list[str]) -> str:
+    shown = "; ".join(items[:_MAX_LISTED])
+    if len(items) > _MAX_LISTED:
+        shown += f"; and {len(items) - _MAX_LISTED} more"
+    return shown
+
+
+def _describe_exception(e: BaseException) -> str:
+    message = _safe_text(str(e), 160)
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__
+
+
+def _is_name_in(value: object, names: frozenset[str]) -> bool:
+    return isinstance(value, generic.NameObject) and value in names
+
+
+class _ObjectWalk:
+    """Visit every object reachable from the trailer, then every live object in
+    the cross-reference sections, each once, iteratively (a visited set of
+    object numbers; direct objects cannot form cycles); collect what is active
+    content and what is a signature."""
+
+    def __init__(self, reader: PdfFileReader) -> None:
+        self.reader = reader
+        self.seen: set[tuple[int, int]] = set()
+        self.findings: list[str] = []
+        self.signatures: list[str] = []
+        self._reported: set[str] = set()
+        self._queue: deque[tuple[Any, _Path, _Owner]] = deque()
+
+    def run(self) -> None:
+        trailer = self.reader.trailer_view
+        for key, value in dict.items(trailer):
+            self._queue.append((value, ("", "/" + _safe_text(key[1:])), None))
+        self._drain()
+        for idnum, generation in _live_refs(self.reader):
+            if (idnum, generation) not in self.seen:
+                ref = generic.IndirectObject(idnum, generation, self.reader)
+                self._queue.append((ref, _ORPHAN, None))
+                self._drain()
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            obj, path, owner = queue.popleft()
+            if isinstance(obj, generic.IndirectObject):
+                key = (obj.idnum, obj.generation)
+                if key in self.seen:
+                    continue
+                self.seen.add(key)
+                if self.reader.xrefs[obj.reference] is None:
+                    continue  # a reference to an undefined object is null (ISO 32000 7.3.10)
+                queue.append((self.reader.get_object(obj.reference), path, key))
+            elif isinstance(obj, generic.DictionaryObject):
+                self._check_dict(obj, path, owner)
+                for key_name, value in dict.items(obj):
+                    queue.append((value, (path, "/" + _safe_text(key_name[1:])), owner))
+            elif isinstance(obj, generic.ArrayObject):
+                for index, value in enumerate(list.__iter__(obj)):
+                    queue.append((value, (path, f"[{index}]"), owner))
+
+    def _resolve(self, obj: Any) -> Any:
+        for _ in range(_MAX_REF_CHAIN):
+            if not isinstance(obj, generic.IndirectObject):
+                return obj
+            if self.reader.xrefs[obj.reference] is None:
+                return None
+            obj = self.reader.get_object(obj.reference)
+        raise _malformed("a chain of references to references is too long")
+
+    def _report(self, what: str, path: _Path, owner: _Owner) -> None:
+        message = f"{what} in {_where(path, owner)}"
+        if message not in self._reported:
+            self._reported.add(message)
+            self.findings.append(message)
+
+    def _check_dict(self, d: generic.DictionaryObject, path: _Path, owner: _Owner) -> None:
+        type_ = self._resolve(dict.get(d, "/Type"))
+        action = self._resolve(dict.get(d, "/S"))
+        # Viewers run an action whatever its /Type says; only structure elements use
+        # /S for something else (their structure type), so only they are exempt.
+        is_structure = type_ == "/StructElem"
+        is_active_action = _is_name_in(action, ACTIVE_ACTION_TYPES) and not is_structure
+        if is_active_action:
+            self._report(f"{str(action)[1:]} action", path, owner)
+
+        for key, what in ACTIVE_KEYS.items():
+            if key in d and not (key == "/JS" and action == "/JavaScript" and is_active_action):
+                self._report(what, path, owner)
+
+        subtype = self._resolve(dict.get(d, "/Subtype"))
+        if _is_name_in(subtype, ACTIVE_ANNOTATION_TYPES) and not is_structure:
+            self._report(f"{str(subtype)[1:]} annotation", path, owner)
+        if type_ == "/EmbeddedFile":
+            self._report("embedded file stream", path, owner)
+
+        needs_rendering = self._resolve(dict.get(d, "/NeedsRendering"))
+        if isinstance(needs_rendering, generic.BooleanObject) and needs_rendering.value:
+            self._report("dynamic XFA form (/NeedsRendering)", path, owner)
+
+        if "/OpenAction" in d:
+            on_open = self._resolve(dict.get(d, "/OpenAction"))
+            if isinstance(on_open, generic.DictionaryObject):
+                kind = self._resolve(dict.get(on_open, "/S"))
+                if not _is_name_in(kind, ACTIVE_ACTION_TYPES):  # reported on their own
+                    self._report(
+                        f"action run on open (/S {_safe_text(kind)})",
+                        (path, "/OpenAction"),
+                        owner,
+                    )
+
+        if "/ByteRange" in d and "/Contents" in d:
+            kind = "document timestamp" if type_ == "/DocTimeStamp" else "signature"
+            self.signatures.append(f"{kind} value in {_where(path, owner)}")
+        elif type_ == "/Catalog" and "/Perms" in d:
+            self.signatures.append(f"signature permissions (/Perms) in {_where(path, owner)}")
+
+
+def _live_refs(reader: PdfFileReader) -> Iterator[tuple[int, int]]:
+    """(idnum, generation) of every object in use after the last revision."""
+    live: dict[int, int] = {}
+    xrefs = reader.xrefs
+    for revision in range(xrefs.total_revisions):
+        freed = xrefs.refs_freed_in_revision(revision)
+        for ref in xrefs.explicit_refs_in_revision(revision):
+            if ref.generation < 0 or ref in freed:
+                live.pop(ref.idnum, None)
+            else:
+                live[ref.idnum] = ref.generation
+    yield from sorted(live.items())
+
+
+def _deref_strict(reader: PdfFileReader, obj: Any) -> Any:
+    for _ in range(_MAX_REF_CHAIN):
+        if not isinstance(obj, generic.IndirectObject):
+            return obj
+        obj = reader.get_object(obj.reference)
+    raise _malformed("a chain of references to references is too long")
+
+
+def _count_pages(reader: PdfFileReader, root: generic.DictionaryObject) -> int:
+    if "/Pages" not in root:
+        raise _malformed("the document catalog has no page tree (/Pages)")
+    tree_root = _deref_strict(reader, dict.__getitem__(root, "/Pages"))
+    if not isinstance(tree_root, generic.DictionaryObject):
+        raise _malformed("the page tree root is not a dictionary")
+
+    seen: set[tuple[int, int]] = set()
+    pages = 0
+    stack: list[generic.PdfObject] = [dict.__getitem__(root, "/Pages")]
+    while stack:
+        raw = stack.pop()
+        if isinstance(raw, generic.IndirectObject):
+            key = (raw.idnum, raw.generation)
+            if key in seen:
+                raise _malformed(f"the page tree reaches object {key[0]} {key[1]} twice")
+            seen.add(key)
+        node = _deref_strict(reader, raw)
+        if not isinstance(node, generic.DictionaryObject):
+            raise _malformed("a page tree node is not a dictionary")
+        if "/Kids" in node:
+            kids = _deref_strict(reader, dict.__getitem__(node, "/Kids"))
+            if not isinstance(kids, generic.ArrayObject):
+                raise _malformed("a page tree node's /Kids is not an array")
+            stack.extend(reversed(kids))
+        elif dict.get(node, "/Type") == "/Pages":
+            raise _malformed("a page tree node has no /Kids")
+        else:
+            pages += 1
+
+    declared = _deref_strict(reader, dict.get(tree_root, "/Count", generic.NullObject()))
+    if not isinstance(declared, int) or declared != pages:
+        raise _malformed(f"the page tree declares /Count {declared} but holds {pages} pages")
+    if pages == 0:
+        raise _malformed("the PDF has no pages")
+    return pages
+
+
+def _signature_fields(
+    reader: PdfFileReader, root: generic.DictionaryObject
+) -> tuple[list[tuple[str, bool]], bool]:
+    """((qualified name, signed?) of each terminal /Sig field, has an AcroForm)."""
+    if "/AcroForm" not in root:
+        return [], False
+    form = _deref_strict(reader, dict.__getitem__(root, "/AcroForm"))
+    if isinstance(form, generic.NullObject):
+        return [], False
+    if not isinstance(form, generic.DictionaryObject):
+        raise _malformed("/AcroForm is not a dictionary")
+    fields = _deref_strict(reader, dict.get(form, "/Fields", generic.ArrayObject()))
+    if not isinstance(fields, generic.ArrayObject):
+        raise _malformed("/AcroForm /Fields is not an array")
+
+    found: list[tuple[str, bool]] = []
+    seen: set[tuple[int, int]] = set()
+    # (field, parent's qualified name, inherited /FT, inherited /V)
+    stack: list[tuple[generic.PdfObject, str, object, object]] = [
+        (f, "", None, None) for f in reversed(fields)
+    ]
+    while stack:
+        raw, parent_name, ft, value = stack.pop()
+        if isinstance(raw, generic.IndirectObject):
+            key = (raw.idnum, raw.generation)
+            if key in seen:
+                raise _malformed(f"the form field tree reaches object {key[0]} {key[1]} twice")
+            seen.add(key)
+        node = _deref_strict(reader, raw)
+        if not isinstance(node, generic.DictionaryObject):
+            raise _malformed("a form field is not a dictionary")
+        partial = _deref_strict(reader, dict.get(node, "/T", generic.NullObject()))
+        name = parent_name
+        if isinstance(partial, (generic.TextStringObject, generic.ByteStringObject, str)):
+            text = partial.decode("latin-1") if isinstance(partial, bytes) else str(partial)
+            name = f"{parent_name}.{text}" if parent_name else text
+        ft = _deref_strict(reader, dict.get(node, "/FT", ft))
+        value = dict.get(node, "/V", value)
+
+        kids_raw = dict.get(node, "/Kids")
+        kids = _deref_strict(reader, kids_raw) if kids_raw is not None else None
+        child_fields = []
+        if isinstance(kids, generic.ArrayObject):
+            for kid in list.__iter__(kids):
+                kid_obj = _deref_strict(reader, kid)
+                if isinstance(kid_obj, generic.DictionaryObject) and "/T" in kid_obj:
+                    child_fields.append(kid)
+        if child_fields:
+            stack.extend((k, name, ft, value) for k in reversed(child_fields))
+        elif ft == "/Sig":
+            v = _deref_strict(reader, value) if value is not None else None
+            found.append((name or "(unnamed)", isinstance(v, generic.DictionaryObject)))
+    return found, True
+
+
+def _catalog_version(
+    reader: PdfFileReader, root: generic.DictionaryObject
+) -> tuple[int, int] | None:
+    version = _deref_strict(reader, dict.get(root, "/Version", generic.NullObject()))
+    match = re.fullmatch(r"/(\d)\.(\d)", str(version)) if isinstance(version, str) else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _xmp_bytes(reader: PdfFileReader, root: generic.DictionaryObject) -> bytes | None:
+    if "/Metadata" not in root:
+        return None
+    stream = _deref_strict(reader, dict.__getitem__(root, "/Metadata"))
+    if not isinstance(stream, generic.StreamObject):
+        return None
+    return stream.read_data(DecodePurpose.XMP_METADATA)
+
+
+def _pdfa_conformance(xmp: bytes) -> str | None:
+    """'2B' etc. for PDF/A; '' when pdfaid is declared without a readable part."""
+    text = xmp.decode("utf-8", errors="replace")
+    prefixes = re.findall(r"xmlns:([\w.-]+)\s*=\s*[\"']" + re.escape(_PDFA_NS) + "[\"']", text)
+    for prefix in prefixes:
+        part = _xmp_property(text, prefix, "part")
+        if part is None:
+            return ""
+        conformance = _xmp_property(text, prefix, "conformance") or ""
+        return _safe_text(part + conformance.upper(), 8)
+    return None
+
+
+def _xmp_property(text: str, prefix: str, name: str) -> str | None:
+    p = re.escape(f"{prefix}:{name}")
+    match = re.search(p + r"\s*=\s*[\"']([^\"'<]*)[\"']", text) or re.search(
+        "<" + p + r">([^<]*)</" + p + ">", text
+    )
+    return html.unescape(match.group(1)).strip() if match else None
+
+
+def _producer(reader: PdfFileReader, xmp: bytes | None) -> str | None:
+    info = _deref_strict(reader, dict.get(reader.trailer_view, "/Info"))
+    if isinstance(info, generic.DictionaryObject) and "/Producer" in info:
+        producer = _deref_strict(reader, dict.__getitem__(info, "/Producer"))
+        if isinstance(producer, str):
+            return producer
+        if isinstance(producer, bytes):
+            return producer.decode("latin-1")
+    if xmp is not None:
+        value = _xmp_property(xmp.decode("utf-8", errors="replace"), "pdf", "Producer")
+        if value:
+            return value
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Metadata
+# ---------------------------------------------------------------------------
+
+VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")  # no daylight saving time
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_SCHOOL_YEAR = re.compile(r"([0-9]{4})-([0-9]{4})")
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})  # controls, invisible format chars
+
+_TOP_KEYS = frozenset(
+    {"record_type", "school", "student", "school_year", "grade", "class_name", "supersedes"}
+)
+_SCHOOL_KEYS = frozenset({"code", "name"})
+_STUDENT_KEYS = frozenset({"id_number", "full_name", "date_of_birth", "student_code"})
+
+
+@dataclass(frozen=True)
+class RecordMetadata:
+    """The metadata of one record, checked and normalized (NFC text, trimmed)."""
+
+    record_type: str
+    school_code: str
+    school_name: str
+    student_id_number: str
+    student_full_name: str
+    student_date_of_birth: date
+    student_code: str | None
+    school_year: str
+    grade: int
+    class_name: str
+    supersedes: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False, hash=False)
+    """The normalized metadata in the contract's JSON shape, to store."""
+
+
+def check_metadata(
+    raw: str | bytes | dict[str, Any],
+    *,
+    known_record_types: set[str] | frozenset[str],
+    today: date | None = None,
+) -> RecordMetadata:
+    """Parse and check a record's metadata, listing every problem at once.
+
+    ``today`` (default: the current date in Vietnam) bounds the date of birth.
+    """
+    doc = raw if isinstance(raw, dict) else _parse_json(raw)
+    if not isinstance(doc, dict):
+        raise RequestError("metadata must be a JSON object", code="metadata_invalid_json")
+    today = today or datetime.now(VIETNAM_TZ).date()
+
+    v = _Validator()
+    v.unknown_keys(doc, _TOP_KEYS, "")
+    record_type = v.text(doc, "record_type", "record_type", max_len=64, single_line=True)
+    school = v.obj(doc, "school", "school", _SCHOOL_KEYS)
+    school_code = v.text(school, "code", "school.code", max_len=64, single_line=True)
+    school_name = v.text(school, "name", "school.name", max_len=300)
+    student = v.obj(doc, "student", "student", _STUDENT_KEYS)
+    id_number = v.string(student, "id_number", "student.id_number")
+    full_name = v.text(student, "full_name", "student.full_name", max_len=200)
+    dob = v.date(student, "date_of_birth", "student.date_of_birth", today=today)
+    student_code = v.text(
+        student,
+        "student_code",
+        "student.student_code",
+        max_len=64,
+        optional=True,
+        single_line=True,
+    )
+    school_year = v.school_year(doc, "school_year", "school_year")
+    grade = v.integer(doc, "grade", "grade", low=1, high=12)
+    class_name = v.text(doc, "class_name", "class_name", max_len=50)
+    supersedes = v.text(
+        doc, "supersedes", "supersedes", max_len=128, optional=True, single_line=True
+    )
+
+    unknown_type: list[FieldError] = []
+    if record_type is not None and record_type not in known_record_types:
+        known = ", ".join(sorted(known_record_types)[:20]) or "none configured"
+        unknown_type.append(FieldError("record_type", f"unknown record type; known types: {known}"))
+    bad_id: list[FieldError] = []
+    if id_number is not None:
+        bad_id = [
+            FieldError("student.id_number", problem)
+            for problem in validate_id_number(id_number, dob)
+        ]
+
+    all_errors = v.errors + unknown_type + bad_id
+    if v.errors:
+        raise InvalidInput(
+            f"the metadata has {len(all_errors)} problem(s)",
+            code="metadata_invalid",
+            errors=all_errors,
+        )
+    if unknown_type:
+        raise InvalidInput(
+            "the record type is not one this service has a policy for",
+            code="record_type_unknown",
+            errors=all_errors,
+        )
+    if bad_id:
+        raise InvalidInput(
+            "student.id_number is not a valid personal identification number",
+            code="student_id_invalid",
+            errors=all_errors,
+        )
+
+    # every required value is present once v.errors is empty
+    assert record_type and school_code and school_name and id_number and full_name
+    assert dob is not None and school_year and grade is not None and class_name
+    normalized: dict[str, Any] = {
+        "record_type": record_type,
+        "school": {"code": school_code, "name": school_name},
+        "student": {
+            "id_number": id_number,
+            "full_name": full_name,
+            "date_of_birth": dob.isoformat(),
+            "student_code": student_code,
+        },
+        "school_year": school_year,
+        "grade": grade,
+        "class_name": class_name,
+        "supersedes": supersedes,
+    }
+    return RecordMetadata(
+        record_type=record_type,
+        school_code=school_code,
+        school_name=school_name,
+        student_id_number=id_number,
+        student_full_name=full_name,
+        student_date_of_birth=dob,
+        student_code=student_code,
+        school_year=school_year,
+        grade=grade,
+        class_name=class_name,
+        supersedes=supersedes,
+        raw=normalized,
+    )
+
+
+def _parse_json(raw: str | bytes) -> Any:
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return json.loads(
+            text.removeprefix("\ufeff"),
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_no_constants,
+        )
+    except UnicodeDecodeError as e:
+        raise RequestError("metadata is not UTF-8 text", code="metadata_invalid_json") from e
+    except json.JSONDecodeError as e:
+        raise RequestError(
+            f"metadata is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
+            code="metadata_invalid_json",
+        ) from e
+    except (ValueError, RecursionError) as e:
+        raise RequestError(
+            f"metadata is not acceptable JSON: {_safe_text(e, 120)}",
+            code="metadata_invalid_json",
+        ) from e
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {_safe_text(key)!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class _Validator:
+    """Collects every field problem; each getter returns None when the value is bad."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def _error(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(field=path, message=message))
+
+    def unknown_keys(self, obj: dict[str, Any], allowed: frozenset[str], prefix: str) -> None:
+        for key in obj:
+            if key not in allowed:
+                name = _safe_text(key, 64)
+                self._error(f"{prefix}{name}", "unknown field")
+
+    def _get(self, obj: dict[str, Any] | None, key: str, path: str, optional: bool) -> Any:
+        if obj is None:  # the parent is missing or bad: already reported
+            return None
+        value = obj.get(key)
+        if value is None and not optional:
+            self._error(path, "is required")
+        return value
+
+    def obj(
+        self, parent: dict[str, Any], key: str, path: str, allowed: frozenset[str]
+    ) -> dict[str, Any] | None:
+        value = self._get(parent, key, path, optional=False)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self._error(path, "must be an object")
+            return None
+        self.unknown_keys(value, allowed, path + ".")
+        return value
+
+    def string(
+        self, obj: dict[str, Any] | None, key: str, path: str, *, optional: bool = False
+    ) -> str | None:
+        value = self._get(obj, key, path, optional)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self._error(path, f"must be a string, not {_json_type(value)}")
+            return None
+        return value
+
+    def text(
+        self,
+        obj: dict[str, Any] | None,
+        key: str,
+        path: str,
+        *,
+        max_len: int,
+        optional: bool = False,
+        single_line: bool = False,
+    ) -> str | None:
+        """Trimmed, NFC-normalized, inner whitespace collapsed, non-empty text."""
+        value = self.string(obj, key, path, optional=optional)
+        if value is None:
+            return None
+        text = " ".join(unicodedata.normalize("NFC", value).split())
+        if not text:
+            self._error(path, "must not be empty" + (" (use null)" if optional else ""))
+            return None
+        if any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in text):
+            self._error(path, "must not contain control or invisible format characters")
+            return None
+        if single_line and text != unicodedata.normalize("NFC", value).strip():
+            # codes and identifiers: no silent rewriting beyond trimming
+            self._error(path, "must not contain runs of whitespace or line breaks")
+            return None
+        if len(text) > max_len:
+            self._error(path, f"must be at most {max_len} characters (got {len(text)})")
+            return None
+        return text
+
+    def integer(
+        self, obj: dict[str, Any] | None, key: str, path: str, *, low: int, high: int
+    ) -> int | None:
+        value = self._get(obj, key, path, optional=False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._error(path, f"must be an integer, not {_json_type(value)}")
+            return None
+        if not low <= value <= high:
+            self._error(path, f"must be between {low} and {high}")
+            return None
+        return value
+
+    def date(self, obj: dict[str, Any] | None, key: str, path: str, *, today: date) -> date | None:
+        value = self.string(obj, key, path)
+        if value is None:
+            return None
+        if not _ISO_DATE.fullmatch(value):
+            self._error(path, "must be an ISO date, YYYY-MM-DD")
+            return None
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            self._error(path, "is not a valid calendar date")
+            return None
+        if parsed > today:
+            self._error(path, "is in the future")
+            return None
+        return parsed
+
+    def school_year(self, obj: dict[str, Any] | None, key: str, path: str) -> str | None:
+        value = self.string(obj, key, path)
+        if value is None:
+            return None
+        match = _SCHOOL_YEAR.fullmatch(value)
+        if not match:
+            self._error(path, "must look like 2024-2025")
+            return None
+        if int(match.group(2)) != int(match.group(1)) + 1:
+            self._error(path, "the second year must follow the first (e.g. 2024-2025)")
+            return None
+        return value
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
