@@ -1,0 +1,161 @@
+"""Filesystem WORM store, the embedded default.
+
+Layout: root/<area>/<sha[0:2]>/<sha[2:4]>/<sha>. Objects are written to a temp file in
+the target directory, fsynced, made read-only (0o444), then hard-linked to their name:
+`os.link` fails if the name exists, so an existing object is never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from archive.errors import ArchiveError, ObjectConflict, ObjectCorrupt, ObjectMissing
+from archive.store.base import (
+    Area,
+    LockInfo,
+    ObjectStore,
+    StoredObject,
+    check_name,
+    is_name,
+    sha256_hex,
+)
+
+READ_ONLY = 0o444
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unavailable(action: str, e: OSError) -> ArchiveError:
+    return ArchiveError(f"store cannot {action}: {e}", code="store_unavailable")
+
+
+class FilesystemStore(ObjectStore):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_of(self, sha256: str, area: Area) -> Path:
+        name = check_name(sha256)
+        return self.root / area.value / name[0:2] / name[2:4] / name
+
+    def put(self, data: bytes, area: Area) -> StoredObject:
+        sha256 = sha256_hex(data)
+        stored = StoredObject(sha256=sha256, size=len(data), area=area)
+        target = self.path_of(sha256, area)
+        if target.exists():
+            self._same_or_conflict(target, data)
+            return stored
+        try:
+            self._make_dirs(target.parent)
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, READ_ONLY)
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    # Someone stored this name meanwhile: fine only if the bytes are ours.
+                    self._same_or_conflict(target, data)
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(target.parent)
+        except OSError as e:
+            raise _unavailable(f"write {area.value}/{sha256}", e) from e
+        return stored
+
+    def get(self, sha256: str, area: Area) -> bytes:
+        path = self.path_of(sha256, area)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as e:
+            raise ObjectMissing(f"no {area.value} object {sha256}") from e
+        except OSError as e:
+            raise _unavailable(f"read {area.value}/{sha256}", e) from e
+        if sha256_hex(data) != sha256:
+            raise ObjectCorrupt(f"{area.value} object {sha256} does not hash to its name")
+        return data
+
+    def exists(self, sha256: str, area: Area) -> bool:
+        return self.path_of(sha256, area).is_file()
+
+    def iter_names(self, area: Area) -> Iterator[str]:
+        area_dir = self.root / area.value
+        if not area_dir.is_dir():
+            return
+        for path in sorted(area_dir.glob("??/??/*")):
+            if is_name(path.name) and path.parent.parent.name == path.name[0:2]:
+                yield path.name
+
+    def lock_info(self, sha256: str, area: Area) -> LockInfo:
+        path = self.path_of(sha256, area)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError as e:
+            raise ObjectMissing(f"no {area.value} object {sha256}") from e
+        writable = bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        return LockInfo(
+            mode="none" if writable else "read-only", retain_until=None, legal_hold=False
+        )
+
+    def lock_is_sufficient(self, lock: LockInfo) -> bool:
+        return lock.mode == "read-only"
+
+    def release_working(self, sha256: str, final_sha256: str) -> None:
+        working = self.get(sha256, Area.WORKING)
+        final = self.get(final_sha256, Area.ARCHIVE)
+        if not final.startswith(working):
+            raise ArchiveError(
+                f"archive object {final_sha256} does not begin with working object {sha256}",
+                code="not_a_prefix",
+            )
+        path = self.path_of(sha256, Area.WORKING)
+        try:
+            path.unlink()
+            _fsync_dir(path.parent)
+        except OSError as e:
+            raise _unavailable(f"release working/{sha256}", e) from e
+
+    def check(self) -> None:
+        try:
+            for area in Area:
+                self._make_dirs(self.root / area.value)
+            with tempfile.TemporaryFile(dir=self.root, prefix=".probe-") as f:
+                f.write(b"probe")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise _unavailable(f"write under {self.root}", e) from e
+
+    def _same_or_conflict(self, target: Path, data: bytes) -> None:
+        try:
+            existing = target.read_bytes()
+        except OSError as e:
+            raise _unavailable(f"read {target}", e) from e
+        if existing != data:
+            raise ObjectConflict(f"different bytes already stored as {target.name}")
+
+    def _make_dirs(self, path: Path) -> None:
+        """mkdir -p, fsyncing each parent whose entries changed."""
+        missing: list[Path] = []
+        while not path.is_dir():
+            missing.append(path)
+            path = path.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            _fsync_dir(d.parent)
