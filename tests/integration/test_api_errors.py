@@ -1,0 +1,643 @@
+"""Errors through the HTTP API: each bad request gets its status and stable problem+json
+`code`, and changes nothing (index rows and store files compared before and after).
+Also auth, idempotency, verification of a foreign signature, the public page and ops."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
+
+from tests.fixtures import make_bad_pdfs as bad
+from tests.integration.helpers import (
+    PROBLEM_JSON,
+    auth,
+    get_record,
+    make_app,
+    metadata,
+    problem,
+    sign,
+    state_of,
+    upload,
+    verify,
+)
+
+pytestmark = pytest.mark.integration
+
+FPDF2 = "hoc-ba-tieu-hoc-fpdf2.pdf"
+PDFA = "hoc-ba-thcs-libreoffice-pdfa.pdf"
+SCHOOL_1_ROLES = (("teacher", "school-1-teacher"), ("principal", "school-1-principal"),
+                  ("seal", "school-1-seal"))
+
+
+# --- fixtures: one app and a few records per module -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, service_env: dict[str, str],
+        responder: Any) -> Any:
+    responder.start()
+    return make_app(service_env, tmp_path_factory.mktemp("api-errors"))
+
+
+@pytest.fixture
+def http(app: Any, responder: Any) -> Any:
+    responder.start()  # another module may have stopped it
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def key1(api_keys: dict[str, str]) -> str:
+    return api_keys["school-1"]
+
+
+def _create(app: Any, key: str, pdf: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+    resp = upload(app.test_client(), key, pdf, meta)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    body: dict[str, Any] = resp.get_json()
+    return body
+
+
+def _sign_ok(app: Any, key: str, record_id: str, role: str, signer_key: str) -> dict[str, Any]:
+    resp = sign(app.test_client(), key, record_id, role, signer_key)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body: dict[str, Any] = resp.get_json()
+    return body
+
+
+@pytest.fixture(scope="module")
+def awaiting(app: Any, key1: str, samples: dict[str, bytes]) -> dict[str, Any]:
+    """A record with no signature yet: the FPDF2 pupil, 2024-2025."""
+    return _create(app, key1, samples[FPDF2], metadata(FPDF2))
+
+
+@pytest.fixture(scope="module")
+def teacher_signed(app: Any, key1: str, samples: dict[str, bytes]) -> dict[str, Any]:
+    record = _create(app, key1, samples[FPDF2], metadata(FPDF2, school_year="2023-2024"))
+    return _sign_ok(app, key1, record["id"], "teacher", "school-1-teacher")
+
+
+@pytest.fixture(scope="module")
+def archived(app: Any, key1: str, samples: dict[str, bytes]) -> dict[str, Any]:
+    record = _create(app, key1, samples[PDFA], metadata(PDFA, school_year="2023-2024"))
+    for role, signer_key in SCHOOL_1_ROLES:
+        record = _sign_ok(app, key1, record["id"], role, signer_key)
+    assert record["status"] == "archived"
+    doc = app.test_client().get(f"/v1/records/{record['id']}/document", headers=auth(key1))
+    assert doc.status_code == 200
+    return {"record": record, "pdf": doc.data}
+
+
+# --- A. bad input on POST /v1/records -------------------------------------------------
+
+
+def _without(meta: dict[str, Any], *paths: str) -> dict[str, Any]:
+    out = copy.deepcopy(meta)
+    for path in paths:
+        *parents, last = path.split(".")
+        node = out
+        for p in parents:
+            node = node[p]
+        del node[last]
+    return out
+
+
+def _student(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(meta)
+    out["student"].update(changes)
+    return out
+
+
+# A pupil with no record in this module's index: every case below would be accepted but
+# for the one thing it gets wrong.
+GOOD_META = metadata(PDFA)
+
+
+@dataclass(frozen=True)
+class UploadCase:
+    name: str
+    pdf: Callable[[], bytes]
+    meta: dict[str, Any] | str
+    status: int
+    code: str
+    fields: frozenset[str] = field(default_factory=frozenset)
+
+
+UPLOAD_CASES = [
+    UploadCase("png_not_a_pdf", bad.png_not_pdf, GOOD_META, 400, "pdf_not_a_pdf"),
+    UploadCase("junk_before_header", bad.junk_before_header_pdf, GOOD_META, 400,
+               "pdf_not_a_pdf"),
+    UploadCase("encrypted", bad.encrypted_pdf, GOOD_META, 400, "pdf_encrypted"),
+    UploadCase("truncated", bad.truncated_sample_pdf, GOOD_META, 400, "pdf_malformed"),
+    UploadCase("no_eof", bad.no_eof_pdf, GOOD_META, 400, "pdf_malformed"),
+    UploadCase("hollowed", bad.hollowed_sample_pdf, GOOD_META, 400, "pdf_malformed"),
+    UploadCase("garbage_body", bad.garbage_after_header_pdf, GOOD_META, 400, "pdf_malformed"),
+    UploadCase("deeply_nested", bad.deeply_nested_pdf, GOOD_META, 400, "pdf_malformed"),
+    UploadCase("javascript_open_action", bad.open_action_js_pdf, GOOD_META, 422,
+               "pdf_active_content"),
+    UploadCase("javascript_name_tree", bad.js_name_tree_pdf, GOOD_META, 422,
+               "pdf_active_content"),
+    UploadCase("launch_action", bad.launch_link_pdf, GOOD_META, 422, "pdf_active_content"),
+    UploadCase("open_action_added_incrementally", bad.incremental_js_on_sample_pdf,
+               GOOD_META, 422, "pdf_active_content"),
+    UploadCase("already_signed", bad.signed_pdf, GOOD_META, 422, "pdf_already_signed"),
+    UploadCase("metadata_missing_fields", bad.pdfa_sample,
+               _without(GOOD_META, "student.full_name", "school_year", "grade"), 422,
+               "metadata_invalid", frozenset({"student.full_name", "school_year", "grade"})),
+    UploadCase("metadata_missing_school", bad.pdfa_sample, _without(GOOD_META, "school"), 422,
+               "metadata_invalid", frozenset({"school"})),
+    UploadCase("id_number_unknown_province", bad.pdfa_sample,
+               _student(GOOD_META, id_number="003211004321"), 422, "student_id_invalid",
+               frozenset({"student.id_number"})),
+    UploadCase("id_number_eleven_digits", bad.pdfa_sample,
+               _student(GOOD_META, id_number="07921100432"), 422, "student_id_invalid",
+               frozenset({"student.id_number"})),
+    UploadCase("id_number_wrong_birth_year", bad.pdfa_sample,
+               _student(GOOD_META, id_number="079215004321"), 422, "student_id_invalid",
+               frozenset({"student.id_number"})),
+    UploadCase("record_type_unknown", bad.pdfa_sample,
+               {**GOOD_META, "record_type": "hoc_ba_dai_hoc"}, 422, "record_type_unknown",
+               frozenset({"record_type"})),
+    UploadCase("metadata_not_json", bad.pdfa_sample, "{record_type: hoc_ba_thcs", 400,
+               "metadata_invalid_json"),
+    UploadCase("metadata_json_array", bad.pdfa_sample, json.dumps([GOOD_META]), 400,
+               "metadata_invalid_json"),
+    UploadCase("metadata_empty", bad.pdfa_sample, "", 400, "metadata_invalid_json"),
+]
+
+
+@pytest.mark.parametrize("case", UPLOAD_CASES, ids=lambda c: c.name)
+def test_bad_upload_is_refused_and_changes_nothing(app: Any, http: Any, key1: str,
+                                                   awaiting: dict[str, Any],
+                                                   case: UploadCase) -> None:
+    before = state_of(app)
+    body = problem(upload(http, key1, case.pdf(), case.meta), case.status, case.code)
+    if case.fields:
+        assert case.fields <= {e["field"] for e in body.get("errors", [])}, body
+    assert state_of(app) == before
+
+
+def _multipart(parts: dict[str, Any]) -> dict[str, Any]:
+    return {"data": parts, "content_type": "multipart/form-data"}
+
+
+MULTIPART_CASES: list[tuple[str, Callable[[bytes, str], dict[str, Any]], int, str]] = [
+    ("no_document_part", lambda pdf, meta: _multipart({"metadata": meta}), 422,
+     "multipart_missing_part"),
+    ("no_metadata_part",
+     lambda pdf, meta: _multipart({"document": (io.BytesIO(pdf), "r.pdf")}), 422,
+     "multipart_missing_part"),
+    ("no_parts", lambda pdf, meta: _multipart({"note": "hello"}), 422,
+     "multipart_missing_part"),
+    ("json_body", lambda pdf, meta: {"json": json.loads(meta)}, 415, "multipart_required"),
+    ("raw_pdf_body", lambda pdf, meta: {"data": pdf, "content_type": "application/pdf"}, 415,
+     "multipart_required"),
+    ("form_urlencoded", lambda pdf, meta: {"data": {"metadata": meta}}, 415,
+     "multipart_required"),
+    ("no_body", lambda pdf, meta: {}, 415, "multipart_required"),
+]
+
+
+@pytest.mark.parametrize(("build", "status", "code"), [c[1:] for c in MULTIPART_CASES],
+                         ids=[c[0] for c in MULTIPART_CASES])
+def test_bad_request_shape_is_refused_and_changes_nothing(
+        app: Any, http: Any, key1: str, samples: dict[str, bytes], awaiting: dict[str, Any],
+        build: Callable[[bytes, str], dict[str, Any]], status: int, code: str) -> None:
+    before = state_of(app)
+    kwargs = build(samples[PDFA], json.dumps(GOOD_META, ensure_ascii=False))
+    body = problem(http.post("/v1/records", headers=auth(key1), **kwargs), status, code)
+    if code == "multipart_missing_part":
+        assert "document" in body["detail"] or "metadata" in body["detail"], body
+    assert state_of(app) == before
+
+
+def test_duplicate_record_is_refused_and_changes_nothing(
+        app: Any, http: Any, api_keys: dict[str, str], samples: dict[str, bytes],
+        awaiting: dict[str, Any]) -> None:
+    """Same pupil, school year and record type: the first upload stands; a second one,
+    from the school or its department, with other metadata, is 409 and changes nothing."""
+    before = state_of(app)
+    record_before = get_record(http, api_keys["school-1"], awaiting["id"])
+    attempts = [("school-1", metadata(FPDF2)),
+                ("school-1", metadata(FPDF2, class_name="2C")),
+                ("platform", metadata(FPDF2))]
+    for client, meta in attempts:
+        problem(upload(http, api_keys[client], samples[FPDF2], meta), 409, "record_exists")
+        assert state_of(app) == before, client
+    assert get_record(http, api_keys["school-1"], awaiting["id"]) == record_before
+
+
+def test_duplicate_with_another_file_leaves_no_object(
+        app: Any, http: Any, api_keys: dict[str, str], awaiting: dict[str, Any]) -> None:
+    before = state_of(app)
+    problem(upload(http, api_keys["school-1"], bad.minimal_pdf(), metadata(FPDF2)), 409,
+            "record_exists")
+    after = state_of(app)
+    assert after["rows"] == before["rows"]  # the index is unchanged either way
+    assert after["files"] == before["files"]
+
+
+def test_over_the_size_limit(service_env: dict[str, str], tmp_path: Path,
+                             api_keys: dict[str, str], samples: dict[str, bytes]) -> None:
+    limit = 30_000
+    assert len(samples[FPDF2]) < limit < len(samples[PDFA])
+    small = make_app(service_env, tmp_path, max_pdf_bytes=limit)
+    http = small.test_client()
+    key = api_keys["school-1"]
+    before = state_of(small)
+    # over the service's limit (within what werkzeug lets through)
+    body = problem(upload(http, key, samples[PDFA], metadata(PDFA)), 413, "pdf_too_large")
+    assert str(limit) in body["detail"]
+    assert state_of(small) == before
+    # over MAX_CONTENT_LENGTH: werkzeug stops reading; still problem+json
+    max_body = small.config["MAX_CONTENT_LENGTH"]
+    huge = samples[PDFA] + b"%" * max_body + b"\n%%EOF\n"
+    # encoded here, in memory: the test client would spool it to a file it never closes
+    boundary, body = encode_multipart({
+        "document": FileStorage(io.BytesIO(huge), "r.pdf", content_type="application/pdf"),
+        "metadata": json.dumps(metadata(PDFA), ensure_ascii=False)})
+    assert len(body) > max_body
+    resp = http.post("/v1/records", headers=auth(key), data=body,
+                     content_type=f'multipart/form-data; boundary="{boundary}"')
+    body = problem(resp, 413, "pdf_too_large")
+    assert body["detail"].startswith("the request exceeds"), body  # werkzeug's refusal
+    assert state_of(small) == before
+    # control: a file under the limit is accepted by the same app
+    assert upload(http, key, samples[FPDF2], metadata(FPDF2)).status_code == 201
+
+
+# --- B. signing errors --------------------------------------------------------------------
+
+# (name, role, key, status, code) against a record that awaits its first signature
+SIGN_ERRORS_AWAITING = [
+    ("principal_first", "principal", "school-1-principal", 409, "role_out_of_order"),
+    ("seal_first", "seal", "school-1-seal", 409, "role_out_of_order"),
+    ("unknown_role", "janitor", "school-1-teacher", 422, "role_unknown"),
+    ("unknown_key", "teacher", "no-such-key", 404, "key_not_found"),
+    ("key_encipherment_only", "teacher", "school-1-teacher-badku", 422,
+     "certificate_not_allowed"),
+    ("foreign_ca", "teacher", "school-1-teacher-foreign", 422, "certificate_not_allowed"),
+    ("key_of_another_role", "teacher", "school-1-principal", 422, "certificate_not_allowed"),
+    ("client_held_key", "teacher", "school-1-client-teacher", 404, "key_not_server_held"),
+]
+# against a record the teacher has signed
+SIGN_ERRORS_TEACHER_SIGNED = [
+    ("teacher_again", "teacher", "school-1-teacher", 409, "already_signed"),
+    ("teacher_again_other_key", "teacher", "school-1-teacher-badku", 409, "already_signed"),
+    ("seal_before_principal", "seal", "school-1-seal", 409, "role_out_of_order"),
+    ("unknown_key", "principal", "no-such-key", 404, "key_not_found"),
+    ("teacher_key_as_principal", "principal", "school-1-teacher", 422,
+     "certificate_not_allowed"),
+]
+
+
+def _assert_sign_refused(app: Any, http: Any, key: str, record_id: str, role: str,
+                         signer_key: str, status: int, code: str) -> dict[str, Any]:
+    before = state_of(app)
+    record_before = get_record(http, key, record_id)
+    body = problem(sign(http, key, record_id, role, signer_key), status, code)
+    record_after = get_record(http, key, record_id)
+    assert record_after["document"] == record_before["document"]
+    assert record_after["signatures"] == record_before["signatures"]
+    assert record_after == record_before
+    assert state_of(app) == before
+    return body
+
+
+@pytest.mark.parametrize(("role", "signer_key", "status", "code"),
+                         [c[1:] for c in SIGN_ERRORS_AWAITING],
+                         ids=[c[0] for c in SIGN_ERRORS_AWAITING])
+def test_sign_error_on_a_fresh_record_changes_nothing(
+        app: Any, http: Any, key1: str, awaiting: dict[str, Any], role: str, signer_key: str,
+        status: int, code: str) -> None:
+    _assert_sign_refused(app, http, key1, awaiting["id"], role, signer_key, status, code)
+
+
+@pytest.mark.parametrize(("role", "signer_key", "status", "code"),
+                         [c[1:] for c in SIGN_ERRORS_TEACHER_SIGNED],
+                         ids=[c[0] for c in SIGN_ERRORS_TEACHER_SIGNED])
+def test_sign_error_after_the_teacher_changes_nothing(
+        app: Any, http: Any, key1: str, teacher_signed: dict[str, Any], role: str,
+        signer_key: str, status: int, code: str) -> None:
+    assert [s["status"] for s in teacher_signed["signatures"]] == ["signed", "pending",
+                                                                   "pending"]
+    _assert_sign_refused(app, http, key1, teacher_signed["id"], role, signer_key, status,
+                         code)
+
+
+@pytest.mark.parametrize(("role", "signer_key"), SCHOOL_1_ROLES)
+def test_archived_record_is_closed(app: Any, http: Any, key1: str, archived: dict[str, Any],
+                                   role: str, signer_key: str) -> None:
+    _assert_sign_refused(app, http, key1, archived["record"]["id"], role, signer_key, 409,
+                         "record_closed")
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({}, 422, "body_invalid"),
+    ({"role": "teacher"}, 422, "body_invalid"),
+    ({"role": "", "key": "school-1-teacher"}, 422, "body_invalid"),
+    ({"role": ["teacher"], "key": "school-1-teacher"}, 422, "body_invalid"),
+    ("not json", 400, "body_invalid_json"),
+    ([1, 2], 400, "body_invalid_json"),
+], ids=["empty", "no_key", "empty_role", "role_not_string", "not_json", "array"])
+def test_bad_sign_body_changes_nothing(app: Any, http: Any, key1: str,
+                                       awaiting: dict[str, Any], body: Any, status: int,
+                                       code: str) -> None:
+    before = state_of(app)
+    data = body if isinstance(body, str) else json.dumps(body)
+    resp = http.post(f"/v1/records/{awaiting['id']}/signatures", headers=auth(key1),
+                     data=data, content_type="application/json")
+    problem(resp, status, code)
+    assert state_of(app) == before
+
+
+def test_unknown_record_is_404(http: Any, key1: str) -> None:
+    problem(http.get("/v1/records/no-such-record", headers=auth(key1)), 404,
+            "record_not_found")
+    problem(http.get("/v1/records/no-such-record/document", headers=auth(key1)), 404,
+            "record_not_found")
+    problem(sign(http, key1, "no-such-record", "teacher", "school-1-teacher"), 404,
+            "record_not_found")
+
+
+# --- D. auth --------------------------------------------------------------------------------
+
+
+def _auth_requests(record_id: str, pdf: bytes) -> list[tuple[str, str, dict[str, Any]]]:
+    meta = json.dumps(GOOD_META, ensure_ascii=False)
+    return [
+        ("POST", "/v1/records", {"data": {"document": (io.BytesIO(pdf), "r.pdf"),
+                                          "metadata": meta},
+                                 "content_type": "multipart/form-data"}),
+        ("GET", f"/v1/records/{record_id}", {}),
+        ("GET", f"/v1/records/{record_id}/document", {}),
+        ("POST", f"/v1/records/{record_id}/signatures",
+         {"json": {"role": "teacher", "key": "school-1-teacher"}}),
+    ]
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "Bearer", "Bearer ", "Bearer not-a-key", "Basic c2Nob29sLTE6eA==", "not-a-key",
+], ids=["none", "empty", "bearer_no_token", "bearer_blank", "unknown_key", "basic",
+        "no_scheme"])
+def test_unauthenticated_is_401_and_changes_nothing(app: Any, http: Any, samples: dict[str, bytes],
+                                                    awaiting: dict[str, Any],
+                                                    header: str | None) -> None:
+    before = state_of(app)
+    headers = {} if header is None else {"Authorization": header}
+    for method, path, kwargs in _auth_requests(awaiting["id"], samples[PDFA]):
+        resp = http.open(path, method=method, headers=headers, **kwargs)
+        problem(resp, 401, "unauthorized")
+    assert state_of(app) == before
+
+
+def test_school_key_with_a_typo_is_401(http: Any, key1: str, awaiting: dict[str, Any]) -> None:
+    for wrong in (key1[:-1], key1 + "x", key1.upper() if key1 != key1.upper() else key1[1:]):
+        problem(http.get(f"/v1/records/{awaiting['id']}", headers=auth(wrong)), 401,
+                "unauthorized")
+
+
+@pytest.mark.parametrize("client", ["archivist", "admin"])
+def test_missing_scope_is_403_and_changes_nothing(app: Any, http: Any,
+                                                  api_keys: dict[str, str],
+                                                  samples: dict[str, bytes],
+                                                  awaiting: dict[str, Any],
+                                                  client: str) -> None:
+    before = state_of(app)
+    headers = auth(api_keys[client])
+    for method, path, kwargs in _auth_requests(awaiting["id"], samples[PDFA]):
+        resp = http.open(path, method=method, headers=headers, **kwargs)
+        body = problem(resp, 403, "scope_missing")
+        assert "records:" in body["detail"]
+    assert state_of(app) == before
+
+
+def test_verify_needs_no_key(http: Any, archived: dict[str, Any]) -> None:
+    resp = verify(http, archived["pdf"])
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    report = resp.get_json()
+    assert report["indication"] == "TOTAL_PASSED", report
+    assert report["archived"] == {"record_id": archived["record"]["id"], "version": 1}
+
+
+# --- E. idempotency ---------------------------------------------------------------------------
+
+
+def _records_of(app: Any, student_id: str, school_year: str) -> int:
+    import sqlalchemy as sa
+
+    from archive.index import schema
+
+    engine = sa.create_engine(app.extensions["hocba"].settings.index_url)
+    try:
+        with engine.connect() as conn:
+            r = schema.records.c
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(schema.records)
+                .where(r.student_id_number == student_id, r.school_year == school_year)
+            ).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_idempotent_create(app: Any, http: Any, key1: str, samples: dict[str, bytes]) -> None:
+    meta = metadata(FPDF2, school_year="2022-2023")
+    idem = {"Idempotency-Key": "create-7d1c0b2e"}
+    before = state_of(app)
+    first = upload(http, key1, samples[FPDF2], meta, idem)
+    assert first.status_code == 201, first.get_data(as_text=True)
+    assert "Idempotent-Replayed" not in first.headers
+    after_first = state_of(app)
+    assert after_first["rows"]["records"] == before["rows"]["records"] + 1
+
+    again = upload(http, key1, samples[FPDF2], meta, idem)
+    assert again.status_code == 201, again.get_data(as_text=True)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json() == first.get_json()
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert state_of(app) == after_first
+    assert _records_of(app, meta["student"]["id_number"], "2022-2023") == 1
+
+    # the same key with another body: other metadata, or another file
+    for pdf, other in ((samples[FPDF2], {**meta, "class_name": "2C"}),
+                       (bad.minimal_pdf(), meta),
+                       (samples[PDFA], metadata(PDFA, school_year="2022-2023"))):
+        problem(upload(http, key1, pdf, other, idem), 409, "idempotency_conflict")
+        assert state_of(app) == after_first
+    # still replays the first answer afterwards
+    third = upload(http, key1, samples[FPDF2], meta, idem)
+    assert third.status_code == 201 and third.get_json() == first.get_json()
+    # without the key, the same body is a second record: refused as a duplicate
+    problem(upload(http, key1, samples[FPDF2], meta), 409, "record_exists")
+    assert state_of(app) == after_first
+
+
+def test_idempotent_sign(app: Any, http: Any, key1: str, samples: dict[str, bytes]) -> None:
+    record = _create(app, key1, samples[FPDF2], metadata(FPDF2, school_year="2021-2022"))
+    idem = {"Idempotency-Key": "sign-teacher-5f0e"}
+    first = sign(http, key1, record["id"], "teacher", "school-1-teacher", idem)
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert "Idempotent-Replayed" not in first.headers
+    signed = first.get_json()
+    assert signed["document"]["sha256"] != record["document"]["sha256"]
+    after_first = state_of(app)
+
+    again = sign(http, key1, record["id"], "teacher", "school-1-teacher", idem)
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json() == signed
+    assert state_of(app) == after_first  # not signed twice
+    now = get_record(http, key1, record["id"])
+    assert now["document"] == signed["document"]
+    assert [s["status"] for s in now["signatures"]] == ["signed", "pending", "pending"]
+
+    # same key, different body
+    problem(sign(http, key1, record["id"], "principal", "school-1-principal", idem), 409,
+            "idempotency_conflict")
+    problem(sign(http, key1, record["id"], "teacher", "school-1-teacher-badku", idem), 409,
+            "idempotency_conflict")
+    assert state_of(app) == after_first
+    assert get_record(http, key1, record["id"]) == now
+    # a failed request with a fresh key stores no answer: the same key works once fixed
+    retry = {"Idempotency-Key": "sign-principal-2a9b"}
+    problem(sign(http, key1, record["id"], "seal", "school-1-seal", retry), 409,
+            "role_out_of_order")
+    assert state_of(app) == after_first
+    ok = sign(http, key1, record["id"], "principal", "school-1-principal", retry)
+    assert ok.status_code == 200, ok.get_data(as_text=True)
+    assert [s["status"] for s in ok.get_json()["signatures"]] == ["signed", "signed",
+                                                                  "pending"]
+
+
+def test_idempotency_key_too_long(app: Any, http: Any, key1: str,
+                                  samples: dict[str, bytes]) -> None:
+    before = state_of(app)
+    problem(upload(http, key1, samples[PDFA], GOOD_META, {"Idempotency-Key": "k" * 201}),
+            422, "idempotency_key_invalid")
+    assert state_of(app) == before
+
+
+# --- F. verification -------------------------------------------------------------------------
+
+
+def test_pdf_signed_under_another_ca_is_not_trusted(app: Any, http: Any, test_state: Path,
+                                                    samples: dict[str, bytes]) -> None:
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import signers
+
+    pki = test_state / "pki"
+    signer = signers.SimpleSigner.load(
+        str(pki / "keys" / "foreign-signer.key.pem"), str(pki / "certs" / "foreign-signer.pem"),
+        ca_chain_files=(str(pki / "certs" / "foreign-root.pem"),))
+    assert signer is not None
+    writer = IncrementalPdfFileWriter(io.BytesIO(samples[FPDF2]))
+    pdf = signers.sign_pdf(writer, signers.PdfSignatureMetadata(field_name="Sig_GVCN"),
+                           signer=signer).getvalue()
+    before = state_of(app)
+    resp = verify(http, pdf)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    report = resp.get_json()
+    assert report["indication"] != "TOTAL_PASSED", report
+    assert report["archived"] is None
+    assert len(report["signatures"]) == 1, report
+    sig = report["signatures"][0]
+    assert sig["trusted"] is False, sig
+    assert sig["intact"] is True, sig
+    assert sig["indication"] != "TOTAL_PASSED", sig
+    assert sig["role"] == "teacher"
+    assert state_of(app) == before
+
+
+@pytest.mark.parametrize(("pdf", "code"), [
+    (bad.png_not_pdf, "pdf_not_a_pdf"),
+    (bad.encrypted_pdf, "pdf_encrypted"),
+    (bad.truncated_sample_pdf, "pdf_malformed"),
+    (bad.garbage_after_header_pdf, "pdf_malformed"),
+], ids=["png", "encrypted", "truncated", "garbage"])
+def test_verify_bad_input_is_400(app: Any, http: Any, pdf: Callable[[], bytes],
+                                 code: str) -> None:
+    before = state_of(app)
+    problem(verify(http, pdf()), 400, code)
+    assert state_of(app) == before
+
+
+def test_verify_without_document_part(http: Any) -> None:
+    resp = http.post("/v1/verify", data={"file": (io.BytesIO(b"%PDF-1.7"), "x.pdf")},
+                     content_type="multipart/form-data")
+    problem(resp, 422, "multipart_missing_part")
+
+
+def test_unsigned_pdf_verifies_with_no_signatures(http: Any, samples: dict[str, bytes]) -> None:
+    resp = verify(http, samples[PDFA])
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    report = resp.get_json()
+    assert report["signatures"] == []
+    assert report["indication"] != "TOTAL_PASSED", report
+    assert report["archived"] is None
+
+
+# --- G. the public page and operations ------------------------------------------------------
+
+
+def test_verify_page_of_an_archived_record(http: Any, archived: dict[str, Any]) -> None:
+    record = archived["record"]
+    resp = http.get(f"/verify/{record['id']}")
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/html"
+    html = resp.get_data(as_text=True)
+    assert "Xác thực học bạ số" in html
+    assert "TOTAL_PASSED" in html
+    assert "Hợp lệ" in html
+    assert record["archive"]["sha256"] in html
+    assert f"/verify/{record['id']}/document" in html
+    doc = http.get(f"/verify/{record['id']}/document")
+    assert doc.status_code == 200 and doc.data == archived["pdf"]
+
+
+def test_verify_page_of_unknown_or_unfinished_record_is_404(http: Any,
+                                                            awaiting: dict[str, Any]) -> None:
+    for record_id in ("no-such-record", awaiting["id"]):
+        resp = http.get(f"/verify/{record_id}")
+        assert resp.status_code == 404
+        assert resp.mimetype == "text/html"
+        assert "Không tìm thấy học bạ" in resp.get_data(as_text=True)
+        assert http.get(f"/verify/{record_id}/document").status_code == 404
+
+
+def test_healthz(http: Any) -> None:
+    resp = http.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok"}
+
+
+def test_readyz(http: Any) -> None:
+    resp = http.get("/readyz")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) >= {"hsm", "store", "index", "tsa"}
+    assert all(v == "ok" for v in body["checks"].values()), body
+
+
+def test_openapi(http: Any) -> None:
+    resp = http.get("/openapi.yaml")
+    assert resp.status_code == 200
+    doc = yaml.safe_load(resp.get_data(as_text=True))
+    assert str(doc["openapi"]).startswith("3.1")
+    assert "/v1/records" in doc["paths"]
+
+
+def test_unknown_route_is_problem_json(http: Any) -> None:
+    problem(http.get("/v1/no-such-thing"), 404, "not_found")
+    resp = http.put("/v1/records")
+    assert resp.status_code == 405
+    assert resp.mimetype == PROBLEM_JSON
