@@ -1,0 +1,1 @@
+"""`make bench`: hocba against the straightforward pyHanko pipeline, in the same run."""
