@@ -9,6 +9,9 @@ last in each write transaction, under a lock, so its hash chain never forks.
 from __future__ import annotations
 
 import json
+import random
+import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -1061,6 +1064,24 @@ class Index:
         return row
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL mode, waiting out other connections. SQLite answers "database is locked" here
+    without calling the busy handler while another connection recovers a WAL left by a
+    killed process, or switches a new database itself: retry until the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            busy = "locked" in str(e) or "busy" in str(e)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - jitter, not a secret
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL, busy timeout, foreign keys; and BEGIN emitted by us, IMMEDIATE for writes."""
 
@@ -1072,7 +1093,7 @@ def _configure_sqlite(engine: Engine) -> None:
             # The timeout first: on a new database, workers starting at once race to
             # switch it to WAL.
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

@@ -52,6 +52,26 @@ class Service:
                                       "signer.http.wsgi:app"], cwd=REPO, env=self.env,
                                      start_new_session=True, stdout=out, stderr=out)
         wait_for_port(self.port, timeout=60)
+        self._wait_until_answering(timeout=60)
+
+    def _wait_until_answering(self, timeout: float) -> None:
+        """The master listens before its workers boot: wait for a worker's answer, and
+        fail with gunicorn's log if the master gave up instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gunicorn exited ({self.proc.returncode}):\n"
+                                     f"{self.log_text()[-6000:]}")
+            try:
+                if requests.get(f"{self.base}/healthz", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no worker answered in {timeout}s:\n"
+                                     f"{self.log_text()[-6000:]}")
+            time.sleep(0.1)
 
     def kill9(self) -> None:
         assert self.proc is not None
