@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from asn1crypto import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
@@ -59,18 +60,35 @@ def rules_for(role: RolePolicy, school_code: str, at: datetime) -> list[Rule]:
     return rules
 
 
-async def check_certificate(cert: x509.Certificate, chain: list[x509.Certificate],
-                            role: RolePolicy, school_code: str,
-                            vc: ValidationContext, *, at: datetime | None = None) -> None:
-    """Policy rules, then the chain to a trust anchor (revocation checked)."""
+class PathValidator(Protocol):
+    async def validated_path(self, cert: x509.Certificate,
+                             intermediates: list[x509.Certificate]) -> Any: ...
+
+
+def check_rules(cert: x509.Certificate, role: RolePolicy, school_code: str,
+                at: datetime | None = None) -> None:
+    """The policy's own rules (no network): CertificateNotAllowed on the first failure."""
     at = at or datetime.now(UTC)
     for rule in rules_for(role, school_code, at):
         problem = rule(cert)
         if problem:
             raise CertificateNotAllowed(f"certificate not allowed for role {role.name}: {problem}")
-    validator = CertificateValidator(cert, intermediate_certs=chain, validation_context=vc)
+
+
+async def check_certificate(cert: x509.Certificate, chain: list[x509.Certificate],
+                            role: RolePolicy, school_code: str,
+                            paths: ValidationContext | PathValidator, *,
+                            at: datetime | None = None) -> None:
+    """Policy rules, then the chain to a trust anchor (revocation checked), through a
+    validation context or a `PathValidator` that may reuse a recent result."""
+    check_rules(cert, role, school_code, at)
     try:
-        await validator.async_validate_usage(set(role.key_usage))
+        if isinstance(paths, ValidationContext):
+            validator = CertificateValidator(cert, intermediate_certs=chain,
+                                             validation_context=paths)
+            await validator.async_validate_usage(set(role.key_usage))
+        else:
+            await paths.validated_path(cert, chain)
     except PathBuildingError as e:
         raise CertificateNotAllowed(
             f"certificate for role {role.name} does not chain to a trusted anchor"

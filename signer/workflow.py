@@ -40,7 +40,7 @@ from signer.inputs import check_metadata, check_pdf
 from signer.keys import KeyBackend, KeyRegistry
 from signer.keys.csc import CscKey
 from signer.pades.context import SigningServices
-from signer.pades.sign import RoleSigning, cache_key, finish_lta, sign_role
+from signer.pades.sign import RoleSigning, finish_lta, sign_role
 from signer.pades.validate import verify_pdf
 from signer.policy import Policy, load_policies
 from signer.settings import Settings
@@ -272,11 +272,7 @@ class Hocba:
 
     def check_certificate(self, cert: Any, chain: list[Any], role: Any,
                           school_code: str) -> None:
-        key = cache_key(cert)
-        vc = self.services.validation_context(key)
-        run(check_certificate(cert, chain, role, school_code, vc))
-        if key is not None:
-            self.services.remember(key, vc)
+        run(check_certificate(cert, chain, role, school_code, self.services))
 
     def next_role_check(self, row: RecordRow, role_name: str) -> tuple[Policy, Any]:
         if row.status == ARCHIVED or row.superseded_by:

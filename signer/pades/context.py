@@ -1,9 +1,11 @@
 """Long-lived signing services: the TSA client, trust anchors, and revocation data
 (OCSP responses, CRLs) reused across documents for `revocation_cache_seconds`.
 
-Each signature gets a fresh validation context (its own clock), seeded with what was
-fetched earlier for the same signer certificate: a class of 40 records fetches once,
-and each document embeds only the revocation data of its own certificates."""
+Each check gets a fresh validation context (its own clock), seeded with what was
+fetched earlier for the same certificate: a class of 40 records fetches once, and each
+document embeds only the revocation data of its own certificates. A certificate's
+validated path (chain to the anchor, revocation checked) is kept as long as the
+revocation data it was checked with."""
 
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from typing import Any
 
 from asn1crypto import x509
 from pyhanko.sign.timestamps import HTTPTimeStamper
-from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+from pyhanko_certvalidator.path import ValidationPath
 
 from signer.errors import ConfigError
 from signer.keys.base import load_chain
-from signer.pades.fonts import vietnamese_subset
 
 
 class SigningServices:
@@ -31,21 +33,27 @@ class SigningServices:
         self.timestamper = HTTPTimeStamper(tsa_url, timeout=timeout)
         self.tsa_url = tsa_url
         self._font_source = font_path
-        self._font_path: str | None = None  # the Vietnamese subset, made on first use
+        self._font: tuple[Any, Any] | None = None  # (StampFont, HarfBuzz face)
         self._cache_seconds = revocation_cache_seconds
         self._timeout = timeout
         self._lock = threading.Lock()
         self._revinfo: dict[str, tuple[float, list[Any], list[Any]]] = {}
+        self._paths: dict[str, tuple[float, ValidationPath]] = {}
         self._reserved: dict[str, int] = {}
 
     def font_factory(self, size: int = 8) -> Any:
-        """A pyHanko GlyphAccumulatorFactory over the stamp font."""
-        from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
-        with self._lock:  # made when the first stamp needs it: verification never does
-            if self._font_path is None:
-                self._font_path = str(vietnamese_subset(self._font_source))
-            path = self._font_path
-        return GlyphAccumulatorFactory(path, font_size=size)
+        """A pyHanko font engine factory over the stamp font (prepared on first use:
+        verification never needs it)."""
+        import uharfbuzz as hb
+
+        from signer.pades.fonts import prepare_stamp_font, stamp_font_factory
+
+        with self._lock:
+            if self._font is None:
+                font = prepare_stamp_font(self._font_source)
+                self._font = (font, hb.Face(font.shaping))
+            font, face = self._font
+        return stamp_font_factory(font, face, size)
 
     def validation_context(self, cache_key: str | None = None) -> ValidationContext:
         """A fresh context, seeded with the cached revocation data for `cache_key`."""
@@ -65,13 +73,48 @@ class SigningServices:
             crls=crls,
         )
 
-    def remember(self, cache_key: str, vc: ValidationContext) -> None:
+    def remember(self, cache_key: str, vc: ValidationContext, *, replace: bool = False) -> None:
         """Keep what `vc` holds for the next document of the same signer."""
         with self._lock:
             entry = self._revinfo.get(cache_key)
-            if entry and time.monotonic() - entry[0] <= self._cache_seconds:
+            if not replace and entry and time.monotonic() - entry[0] <= self._cache_seconds:
                 return
             self._revinfo[cache_key] = (time.monotonic(), list(vc.ocsps), list(vc.crls))
+
+    async def validated_path(self, cert: x509.Certificate,
+                             intermediates: list[x509.Certificate]) -> ValidationPath:
+        """`cert`'s path to a trust anchor, revocation checked (hard-fail), reused for
+        `revocation_cache_seconds`. Raises pyhanko_certvalidator's errors."""
+        key = cache_key(cert)
+        with self._lock:
+            hit = self._paths.get(key)
+        if hit is not None and time.monotonic() - hit[0] <= self._cache_seconds:
+            return hit[1]
+        vc = self.validation_context(key)
+        validator = CertificateValidator(cert, intermediate_certs=intermediates,
+                                         validation_context=vc)
+        path = await validator.async_validate_path()
+        now = time.monotonic()
+        self.remember(key, vc, replace=True)  # the data this path was checked with
+        with self._lock:
+            self._paths[key] = (now, path)
+        return path
+
+    def revinfo_context(self, cache_keys: list[str]) -> ValidationContext:
+        """A fresh context holding the cached revocation data of every key."""
+        ocsps: dict[bytes, Any] = {}
+        crls: dict[bytes, Any] = {}
+        with self._lock:
+            for key in cache_keys:
+                entry = self._revinfo.get(key)
+                if entry:
+                    ocsps.update((o.dump(), o) for o in entry[1])
+                    crls.update((c.dump(), c) for c in entry[2])
+        return ValidationContext(
+            trust_roots=self.trust_roots, allow_fetching=True, revocation_mode="hard-fail",
+            fetcher_backend=RequestsFetcherBackend(per_request_timeout=self._timeout),
+            ocsps=list(ocsps.values()), crls=list(crls.values()),
+        )
 
     # -- signature container sizes, learnt per signer certificate ------------------------
 
@@ -91,3 +134,8 @@ class SigningServices:
     def forget_reserved_size(self, cache_key: str | None) -> None:
         with self._lock:
             self._reserved.pop(cache_key or "", None)
+
+
+def cache_key(cert: x509.Certificate) -> str:
+    """Revocation data and validated paths are kept per certificate."""
+    return str(cert.sha256.hex())

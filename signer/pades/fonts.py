@@ -1,24 +1,37 @@
-"""The stamp font, cut down once per process to what Vietnamese stamps use.
+"""The stamp font, prepared once per process for Vietnamese stamps.
 
-pyHanko parses (and subsets) the stamp font again for every visible signature; a full
-Noto Sans (0.5 MB) costs ~100 ms of CPU each time. Keeping only Latin, Vietnamese, the
-combining marks and punctuation, with the layout features that place diacritics, makes
-that cost ~3x smaller (measured in bench/README.md)."""
+pyHanko parses the stamp font again for every visible signature (fontTools, pure
+Python) and subsets it; a full Noto Sans (0.5 MB) costs ~100 ms of CPU each time.
+Once per process we cut it to Latin, Vietnamese, the combining marks and punctuation,
+then keep two forms of the cut: the whole font, for HarfBuzz to shape with (it places
+diacritics with GSUB/GPOS), and its outlines without layout tables, for fontTools to
+subset and embed (pyHanko drops GSUB/GPOS/GDEF from the embedded subset anyway, but
+decompiles them first). Same glyph ids in both. Measured in bench/README.md."""
 
 from __future__ import annotations
 
 import atexit
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pyhanko.pdf_utils.font.opentype import GlyphAccumulator, GlyphAccumulatorFactory
 
 RANGES = ((0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x1E00, 0x1EFF), (0x2000, 0x206F),
           (0x20AB, 0x20AB))
 FEATURES = ["ccmp", "locl", "mark", "mkmk", "kern"]
+LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF")
 
 
-def vietnamese_subset(font: Path) -> Path:
-    """A temporary copy of `font` with only the glyphs and features stamps need."""
+@dataclass(frozen=True)
+class StampFont:
+    shaping: bytes  # the cut font, layout tables included
+    outlines: Path  # the same glyphs without layout tables (a temporary file)
+
+
+def prepare_stamp_font(font: Path) -> StampFont:
     from fontTools import subset  # imported here: verification never needs it
     from fontTools.ttLib import TTFont
 
@@ -31,8 +44,40 @@ def vietnamese_subset(font: Path) -> Path:
     subsetter = subset.Subsetter(options)
     subsetter.populate(unicodes=[c for lo, hi in RANGES for c in range(lo, hi + 1)])
     subsetter.subset(tt)
+    shaping = _save(tt)
+    for tag in LAYOUT_TABLES:
+        if tag in tt:
+            del tt[tag]
     fd, name = tempfile.mkstemp(prefix="hocba-stamp-", suffix=".ttf")
     with os.fdopen(fd, "wb") as out:
-        tt.save(out)
+        out.write(_save(tt))
     atexit.register(lambda: Path(name).unlink(missing_ok=True))
-    return Path(name)
+    return StampFont(shaping=shaping, outlines=Path(name))
+
+
+def _save(tt: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    tt.save(buf)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class StampFontFactory(GlyphAccumulatorFactory):
+    """pyHanko's factory over the outlines-only font, shaping with the whole cut
+    (one HarfBuzz face per process)."""
+
+    shaping_face: Any = None
+
+    def create_font_engine(self, writer: Any, obj_stream: Any = None) -> GlyphAccumulator:
+        import uharfbuzz as hb
+
+        engine = super().create_font_engine(writer, obj_stream)
+        if self.shaping_face is not None:
+            engine.hb_font = hb.Font(self.shaping_face)
+        return engine
+
+
+def stamp_font_factory(font: StampFont, face: Any, size: int) -> StampFontFactory:
+    return StampFontFactory(str(font.outlines), font_size=size, shaping_face=face)

@@ -1,9 +1,10 @@
 """Sign one role's PAdES signature; finish a record as PAdES-B-LTA.
 
-Every signature carries a signature timestamp and the revocation data of the
-signer's chain (DSS). The first signature certifies the document (DocMDP) after
-creating every role's empty field, so later signatures only fill fields. The last
-step adds revocation data for everything and a document timestamp.
+Every signature carries a signature timestamp. The first signature certifies the
+document (DocMDP) after creating every role's empty field, so later signatures only
+fill fields. The last step adds, in one DSS update, the chains and revocation data of
+every signer and timestamp authority in the file (checked when each key was allowed to
+sign, and kept per certificate), then a document timestamp: PAdES-B-LTA.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ import re
 from dataclasses import dataclass
 from io import BytesIO
 
-from asn1crypto import x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields
-from pyhanko.sign.general import SigningError
+from pyhanko.sign.general import SigningError, extract_certificate_info
 from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, PdfTimeStamper, Signer
-from pyhanko.sign.signers.pdf_signer import TimestampDSSContentSettings
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko.stamp import TextStampStyle
 
-from signer.pades.context import SigningServices
+from signer.pades.context import SigningServices, cache_key
 from signer.policy import FieldSpec, Policy, RolePolicy
 
 DOCMDP = {
@@ -67,11 +68,14 @@ def appearance_params(job: RoleSigning) -> dict[str, str]:
     return {"school": job.school_name, "role": job.role.title}
 
 
-def build_pdf_signer(pdf: bytes, signer: Signer, job: RoleSigning,
-                     services: SigningServices) -> tuple[IncrementalPdfFileWriter, PdfSigner]:
+def build_pdf_signer(pdf: bytes, signer: Signer, job: RoleSigning, services: SigningServices,
+                     *, embed_validation_info: bool = True
+                     ) -> tuple[IncrementalPdfFileWriter, PdfSigner]:
     """The writer over `pdf` (with every role's field added when certifying) and the
-    PdfSigner for the role: field, stamp, DocMDP, PAdES, metadata, validation info.
-    Shared by one-step signing (`sign_role`) and two-step signing (`twostep`)."""
+    PdfSigner for the role: field, stamp, DocMDP, PAdES, metadata, and with
+    `embed_validation_info` a DSS update of the signer's revocation data right after
+    the signature. Shared by one-step signing (`sign_role`, which leaves the DSS to
+    `finish_lta`) and two-step signing (`twostep`)."""
     writer = IncrementalPdfFileWriter(BytesIO(pdf))
     page_count = int(writer.root["/Pages"]["/Count"])
     if job.certify:
@@ -85,8 +89,9 @@ def build_pdf_signer(pdf: bytes, signer: Signer, job: RoleSigning,
         subfilter=fields.SigSeedSubFilter.PADES,
         certify=job.certify,
         docmdp_permissions=DOCMDP[job.policy.docmdp],
-        embed_validation_info=True,
-        validation_context=services.validation_context(cache_key(signer.signing_cert)),
+        embed_validation_info=embed_validation_info,
+        validation_context=(services.validation_context(cache_key(signer.signing_cert))
+                            if embed_validation_info else None),
         signer_key_usage=set(job.role.key_usage),
         reason=f"{job.role.title} ({job.policy.title})",
         location=job.school_name,
@@ -101,9 +106,12 @@ def build_pdf_signer(pdf: bytes, signer: Signer, job: RoleSigning,
 
 async def sign_role(pdf: bytes, signer: Signer, job: RoleSigning,
                     services: SigningServices) -> bytes:
+    """The role's signature with its timestamp; its validation data waits for
+    `finish_lta`."""
     key = cache_key(signer.signing_cert)
     reserved = services.reserved_size(key)
-    writer, pdf_signer = build_pdf_signer(pdf, signer, job, services)
+    writer, pdf_signer = build_pdf_signer(pdf, signer, job, services,
+                                          embed_validation_info=False)
     out = BytesIO()
     try:
         # A known size skips pyHanko's dry-run signature (and its 1.5x placeholder).
@@ -117,10 +125,7 @@ async def sign_role(pdf: bytes, signer: Signer, job: RoleSigning,
         services.forget_reserved_size(key)  # it grew (a longer TSA token?): estimate again
         return await sign_role(pdf, signer, job, services)
     signed = out.getvalue()
-    vc = pdf_signer.signature_meta.validation_context
-    if vc is not None and key is not None:
-        services.remember(key, vc)
-        services.remember_reserved_size(key, signature_size(signed, len(pdf)))
+    services.remember_reserved_size(key, signature_size(signed, len(pdf)))
     return signed
 
 
@@ -141,24 +146,27 @@ def signature_size(signed: bytes, start: int) -> int | None:
 
 
 async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices) -> bytes:
-    """Revocation data for everything in the file, then a document timestamp."""
+    """One DSS update with the validation data of every signature and timestamp in the
+    file and of the TSA, then a document timestamp."""
     writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    tsa_token = await services.timestamper.async_dummy_response(policy.hash_algorithm)
+    signed_datas = [tsa_token["content"]]
+    for sig in writer.prev.embedded_signatures:
+        signed_datas.append(sig.signed_data)
+        for signed in (False, True):
+            signed_datas.extend(extract_tst_data_iter(sig.signer_info, signed=signed))
+    paths, keys = [], []
+    for signed_data in signed_datas:
+        info = extract_certificate_info(signed_data)
+        key = cache_key(info.signer_cert)
+        if key not in keys:
+            paths.append(await services.validated_path(info.signer_cert,
+                                                       list(info.other_certs)))
+            keys.append(key)
+    DocumentSecurityStore.supply_dss_in_writer(
+        writer, sig_contents=None, paths=paths,
+        validation_context=services.revinfo_context(keys))
     out = BytesIO()
-    vc = services.validation_context(DOCUMENT_TIMESTAMP_KEY)
     await PdfTimeStamper(services.timestamper).async_timestamp_pdf(
-        writer, policy.hash_algorithm,
-        validation_context=vc,
-        output=out,
-        dss_settings=TimestampDSSContentSettings(update_before_ts=True, include_vri=False),
-    )
-    services.remember(DOCUMENT_TIMESTAMP_KEY, vc)
+        writer, policy.hash_algorithm, output=out)
     return out.getvalue()
-
-
-DOCUMENT_TIMESTAMP_KEY = "document-timestamp"
-
-
-def cache_key(cert: x509.Certificate | None) -> str | None:
-    """Revocation data is cached per signer certificate."""
-    return cert.sha256.hex() if cert is not None else None
-
