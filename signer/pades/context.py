@@ -140,7 +140,7 @@ class SigningServices:
 
     # -- signature container sizes, learnt per signer certificate ------------------------
 
-    RESERVE_MARGIN = 2048  # bytes: TSA tokens and signed attributes vary a little
+    RESERVE_MARGIN = 512  # bytes: TSA tokens (serial, nonce, genTime) vary by a few
 
     def reserved_size(self, cache_key: str | None) -> int | None:
         """Hex characters to reserve for /Contents, or None (let pyHanko estimate)."""

@@ -110,6 +110,7 @@ async def sign_role(pdf: bytes, signer: Signer, job: RoleSigning,
     `finish_lta`."""
     key = cache_key(signer.signing_cert)
     reserved = services.reserved_size(key)
+    signer.embed_roots = False  # validators bring their own anchors; the DSS has it too
     writer, pdf_signer = build_pdf_signer(pdf, signer, job, services,
                                           embed_validation_info=False)
     out = BytesIO()
@@ -145,9 +146,10 @@ def signature_size(signed: bytes, start: int) -> int | None:
     return 4 + int(header[4:8], 16)
 
 
-async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices) -> bytes:
+async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices, *,
+                     tight: bool = True) -> bytes:
     """One DSS update with the validation data of every signature and timestamp in the
-    file and of the TSA, then a document timestamp."""
+    file and of the TSA, then a document timestamp, in one incremental update."""
     writer = IncrementalPdfFileWriter(BytesIO(pdf))
     tsa_token = await services.timestamper.async_dummy_response(policy.hash_algorithm)
     signed_datas = [tsa_token["content"]]
@@ -167,6 +169,14 @@ async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices) -> b
         writer, sig_contents=None, paths=paths,
         validation_context=services.revinfo_context(keys))
     out = BytesIO()
-    await PdfTimeStamper(services.timestamper).async_timestamp_pdf(
-        writer, policy.hash_algorithm, output=out)
+    # Room for a token the size of the TSA's last one plus a margin (pyHanko's own
+    # estimate reserves 1.5x); should a token ever outgrow it, pyHanko's estimate.
+    reserved = 2 * (len(tsa_token.dump()) + services.RESERVE_MARGIN) if tight else None
+    try:
+        await PdfTimeStamper(services.timestamper).async_timestamp_pdf(
+            writer, policy.hash_algorithm, output=out, bytes_reserved=reserved)
+    except SigningError:
+        if not tight:
+            raise
+        return await finish_lta(pdf, policy, services, tight=False)
     return out.getvalue()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyhanko.sign.general import load_private_key_from_pemder_data
-from pyhanko.sign.signers import SimpleSigner
+from pyhanko.sign.signers import PdfTimeStamper, SimpleSigner
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -121,3 +122,44 @@ def test_role_signatures_leave_the_dss_to_finish_lta(
     assert all(s.indication == "TOTAL_PASSED" and s.revocation_checked
                for s in report.signatures), report
     assert report.level == "PAdES-B-LTA", report
+
+
+def test_space_reserved_from_the_last_signature_is_tight_and_refits(
+        live_responder: Any, service_env: dict[str, str], pki: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """/Contents is sized from the signer's previous signature plus a small margin;
+    a token that outgrows it (here: space made too small) is signed again with
+    pyHanko's estimate, and a timestamp likewise."""
+    services = make_services(service_env, pki)
+    policy = load_policies(REPO / "policies")["hoc_ba_tieu_hoc"]
+    teacher = local_signer(pki, "teacher-1")
+    job = RoleSigning(policy, policy.role("teacher"), SCHOOL, certify=True)
+    first = asyncio.run(sign_role(SAMPLE.read_bytes(), teacher, job, services))
+    assert teacher.signing_cert is not None
+    key = context.cache_key(teacher.signing_cert)
+    der = services._reserved[key]
+    second = asyncio.run(sign_role(SAMPLE.read_bytes(), teacher, job, services))
+    contents = re.search(rb"/Contents\s*<([0-9a-fA-F]+)>", second[len(SAMPLE.read_bytes()):])
+    assert contents is not None
+    assert len(contents.group(1)) == 2 * (der + services.RESERVE_MARGIN)  # tight
+
+    services._reserved[key] = 100  # far too small: refitted, then remembered again
+    refit = asyncio.run(sign_role(SAMPLE.read_bytes(), teacher, job, services))
+    assert abs(services._reserved[key] - der) < 64  # tokens differ by a byte or two
+    services.RESERVE_MARGIN = -4000  # type: ignore[misc]  # the timestamp cannot fit
+    reserved: list[int | None] = []
+    real = PdfTimeStamper.async_timestamp_pdf
+
+    async def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reserved.append(kwargs.get("bytes_reserved"))
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PdfTimeStamper, "async_timestamp_pdf", recording)
+    for pdf in (first, refit):
+        reserved.clear()
+        final = asyncio.run(finish_lta(pdf, policy, services))
+        assert len(reserved) == 2 and reserved[0] is not None and reserved[1] is None
+        roots = load_chain([pki / "root.pem"])
+        report = asyncio.run(verify_pdf(final, trust_roots=roots))
+        assert report.signatures[0].indication == "TOTAL_PASSED", report
+        assert report.level == "PAdES-B-LTA", report
