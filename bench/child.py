@@ -124,13 +124,6 @@ def hocba_verify(a: dict[str, Any]) -> dict[str, Any]:
     return {"cpu_ms": cpu, "passed": passed}
 
 
-def hocba_cold(a: dict[str, Any]) -> dict[str, Any]:
-    """(d) one verification in a fresh process (the parent measures the wall time)."""
-    h, _actor = _hocba(a["tsa_url"], a["workdir"])
-    report = h.verify(Path(a["file"]).read_bytes())
-    return {"passed": report["indication"] == "TOTAL_PASSED"}
-
-
 def hocba_big(a: dict[str, Any]) -> dict[str, Any]:
     """(e) sign a large PDF through the service path; peak RSS of this process."""
     data = Path(a["file"]).read_bytes()

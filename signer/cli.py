@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
@@ -38,7 +39,33 @@ def dev_environment(state: Path, responder_port: int) -> dict[str, str]:
     }
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Subcommands imported when used: `hocba verify` must start fast, without the
+    index, the agent's PKCS#11 code or HTTP clients (click's documented pattern)."""
+
+    LAZY: ClassVar[dict[str, str]] = {
+        "agent": "signer.agent:agent",
+        "archive": "signer.archive_cli:archive",
+        "batch": "signer.client_cli:batch",
+        "jobs": "signer.client_cli:jobs",
+        "verify": "signer.verify_cli:verify",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            import importlib
+
+            module, name = self.LAZY[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 def main() -> None:
     """hocba: signing and archival of digital school records (học bạ số)."""
 
@@ -92,17 +119,6 @@ def dev(port: int) -> None:
     finally:
         stop()
 
-
-def _register_commands() -> None:
-    from signer.agent import agent
-    from signer.archive_cli import archive
-    from signer.client_cli import batch, jobs
-
-    for command in (agent, archive, batch, jobs):
-        main.add_command(command)
-
-
-_register_commands()
 
 if __name__ == "__main__":
     main()

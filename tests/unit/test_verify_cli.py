@@ -1,0 +1,83 @@
+"""`hocba verify FILE`: the installed command on a real B-LTA record (test PKI, test
+responder), offline; exit status 0 / 1 / 2; and it starts without the service's index,
+agent or HTTP code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit import validate_fixtures as fx
+
+pytestmark = pytest.mark.integration
+
+HOCBA = str(Path(sys.executable).parent / "hocba")
+
+
+@pytest.fixture(scope="module")
+def record_file(responder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("verify-cli") / "hoc-ba.pdf"
+    path.write_bytes(fx.lta_record())
+    return path
+
+
+def hocba_verify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HOCBA, "verify", "--trust", str(fx.PKI / "root.pem"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=fx.REPO)
+
+
+def test_a_record_passes_offline(record_file: Path, responder: Any) -> None:
+    responder.stop()  # the file and the anchor suffice (the fixture restarts it later)
+    done = hocba_verify("--offline", str(record_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{record_file}: TOTAL_PASSED, level PAdES-B-LTA"
+    assert [line.split()[0] for line in lines[1:]] == ["teacher", "principal", "seal",
+                                                       "timestamp"]
+    assert "Nguyễn" in done.stdout  # Vietnamese names, as they are
+
+    report = json.loads(hocba_verify("--offline", "--json", str(record_file)).stdout)
+    assert report["indication"] == "TOTAL_PASSED" and report["level"] == "PAdES-B-LTA"
+    assert [s["role"] for s in report["signatures"]] == ["teacher", "principal", "seal"]
+
+
+def test_a_changed_byte_fails_with_status_1(record_file: Path, tmp_path: Path) -> None:
+    flipped, _ = fx.flip_signed_byte(record_file.read_bytes())
+    path = tmp_path / "changed.pdf"
+    path.write_bytes(flipped)
+    done = hocba_verify("--offline", str(path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "TOTAL_FAILED" in done.stdout.splitlines()[0]
+
+
+def test_not_a_pdf_is_status_2_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "note.pdf"
+    path.write_text("not a PDF", encoding="utf-8")
+    done = hocba_verify(str(path))
+    assert done.returncode == 2
+    assert "not a PDF" in done.stderr or "PDF" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_verify_starts_without_the_service_code(record_file: Path) -> None:
+    code = (
+        "import sys\n"
+        "from signer.cli import main\n"
+        "try:\n"
+        f"    main(['verify', '--offline', '--trust', {str(fx.PKI / 'root.pem')!r}, "
+        f"{str(record_file)!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('sqlalchemy', 'alembic', 'flask', 'fontTools', 'archive', "
+        "'signer.agent', 'signer.workflow', 'signer.http') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=fx.REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
