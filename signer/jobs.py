@@ -28,6 +28,7 @@ from typing import Any
 from archive.errors import ArchiveError
 from archive.fixity import FIXITY_AUDIT, create_audit_job, run_audit_job
 from archive.index.rows import JOB_FINISHED, JobRow, RecordRow
+from signer.aio import run
 from signer.errors import HocbaError, InvalidInput, NotFound
 from signer.keys import KeyBackend
 from signer.keys.csc import CscKey, parse_authorization
@@ -238,7 +239,7 @@ class JobRunner:
                 self._fail(job, rid, e.code, getattr(e, "detail", str(e)))
         if not ready:
             return
-        results = asyncio.run(self._sign_all(key, ready, authorization))
+        results = run(self._sign_all(key, ready, authorization))
         for (row, policy, role, _pdf), result in zip(ready, results, strict=True):
             if isinstance(result, BaseException):
                 code = getattr(result, "code", "signing_failed")

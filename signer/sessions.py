@@ -20,10 +20,11 @@ from asn1crypto import pem, x509
 
 from archive.index.rows import SESSION_COMPLETED, RecordRow, SigningSessionRow
 from archive.store import Area
+from signer.aio import run
 from signer.errors import Conflict, Gone, HocbaError, InvalidInput, NotFound
 from signer.pades import twostep
 from signer.pades.sign import RoleSigning
-from signer.workflow import Actor, Hocba, run
+from signer.workflow import Actor, Hocba
 
 MAX_BATCH = 500
 

@@ -3,7 +3,6 @@ university or an employer would, without the service or its index."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -53,12 +52,13 @@ def _roles() -> dict[str, str]:
 def verify(pdf: Path, trust: tuple[Path, ...], offline: bool, as_json: bool) -> None:
     """Verify a signed record: every signature, document timestamp and the PAdES level.
     Exit status 0 when TOTAL_PASSED, 1 when not, 2 for unusable input."""
+    from signer.aio import run
     from signer.errors import HocbaError
     from signer.pades.validate import verify_pdf
 
     anchors = _trust_anchors(trust)
     try:
-        report = asyncio.run(verify_pdf(pdf.read_bytes(), trust_roots=anchors,
+        report = run(verify_pdf(pdf.read_bytes(), trust_roots=anchors,
                                         role_by_field=_roles(),
                                         allow_fetching=not offline))
     except HocbaError as e:

@@ -7,6 +7,7 @@ the target directory, fsynced, made read-only (0o444), then hard-linked to their
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -33,6 +34,20 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _prefix_sha256(path: Path, length: int) -> str | None:
+    """SHA-256 of the first `length` bytes of the file, streamed; None if shorter."""
+    digest = hashlib.sha256()
+    left = length
+    with path.open("rb") as f:
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                return None
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
 
 
 def _unavailable(action: str, e: OSError) -> ArchiveError:
@@ -114,14 +129,19 @@ class FilesystemStore(ObjectStore):
         return lock.mode == "read-only"
 
     def release_working(self, sha256: str, final_sha256: str) -> None:
-        working = self.get(sha256, Area.WORKING)
-        final = self.get(final_sha256, Area.ARCHIVE)
-        if not final.startswith(working):
+        path = self.path_of(sha256, Area.WORKING)
+        try:
+            size = path.stat().st_size
+            prefix = _prefix_sha256(self.path_of(final_sha256, Area.ARCHIVE), size)
+        except FileNotFoundError as e:
+            raise ObjectMissing(f"no object for release of {sha256}: {e.filename}") from e
+        except OSError as e:
+            raise _unavailable(f"read archive/{final_sha256}", e) from e
+        if prefix != sha256:
             raise ArchiveError(
                 f"archive object {final_sha256} does not begin with working object {sha256}",
                 code="not_a_prefix",
             )
-        path = self.path_of(sha256, Area.WORKING)
         try:
             path.unlink()
             _fsync_dir(path.parent)

@@ -42,6 +42,7 @@ server's message, never credentials.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 import threading
@@ -481,6 +482,27 @@ class S3ObjectLockStore(ObjectStore):
             raise _translate(e, f"read {key}") from e
         return data
 
+    def _prefix_sha256(self, key: str, length: int) -> str | None:
+        """SHA-256 of the first `length` bytes of `key`, streamed (a ranged GET); None
+        if the object is shorter."""
+        if length <= 0:
+            return None
+        digest = hashlib.sha256()
+        got = 0
+        try:
+            r = self.client.get_object(Bucket=self.bucket, Key=key,
+                                       Range=f"bytes=0-{length - 1}")
+            for chunk in r["Body"].iter_chunks(1 << 20):
+                digest.update(chunk)
+                got += len(chunk)
+        except ClientError as e:
+            if _is_not_found(e):
+                raise ObjectMissing(f"no object {key}") from e
+            raise _translate(e, f"read {key}") from e
+        except BotoCoreError as e:
+            raise _translate(e, f"read {key}") from e
+        return digest.hexdigest() if got == length else None
+
     def get(self, sha256: str, area: Area) -> bytes:
         self._ensure_ready()
         key = self.key_of(sha256, area)
@@ -607,14 +629,16 @@ class S3ObjectLockStore(ObjectStore):
 
         The locked version itself stays until its short retention ends (S3 refuses earlier
         removal); then lifecycle expires it. ARCHIVE keys are never touched."""
-        working = self.get(sha256, Area.WORKING)
-        final = self.get(final_sha256, Area.ARCHIVE)
-        if not final.startswith(working):
+        self._ensure_ready()
+        key = self.key_of(sha256, Area.WORKING)
+        head = self._head(key)
+        if head is None:
+            raise ObjectMissing(f"no {Area.WORKING.value} object {sha256}")
+        if self._prefix_sha256(self.key_of(final_sha256, Area.ARCHIVE), head.size) != sha256:
             raise ArchiveError(
                 f"archive object {final_sha256} does not begin with working object {sha256}",
                 code="not_a_prefix",
             )
-        key = self.key_of(sha256, Area.WORKING)
         if not key.startswith(self._area_prefix(Area.WORKING)):  # pragma: no cover - guard
             raise AssertionError(f"refusing to mark a non-working key deleted: {key}")
         try:

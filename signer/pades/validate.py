@@ -37,7 +37,6 @@ level, not the indication.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -92,6 +91,7 @@ from pyhanko_certvalidator.policy_decl import (
 from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
+from signer.aio import run
 from signer.errors import HocbaError, PdfRejected
 
 __all__ = [
@@ -344,7 +344,7 @@ def verify_pdf_sync(
     strict_timestamps: bool = False,
 ) -> VerificationReport:
     """``verify_pdf`` for callers without an event loop."""
-    return asyncio.run(
+    return run(
         verify_pdf(
             data,
             trust_roots=trust_roots,

@@ -474,6 +474,17 @@ def test_release_working_refuses_when_final_does_not_begin_with_it(
     assert store.get(other.sha256, Area.WORKING) == b"%PDF-1.7 another pupil"
 
 
+def test_release_working_refuses_a_final_shorter_than_it(store: S3ObjectLockStore) -> None:
+    longer = store.put(FINAL + b"% more", Area.WORKING)
+    final = store.put_archived(FINAL)
+
+    with pytest.raises(ArchiveError) as info:
+        store.release_working(longer.sha256, final.sha256)
+
+    assert info.value.code == "not_a_prefix"
+    assert store.exists(longer.sha256, Area.WORKING)
+
+
 def test_release_working_refuses_without_the_archived_final(store: S3ObjectLockStore) -> None:
     original = store.put(PDF, Area.WORKING)
     final_in_working_only = store.put(FINAL, Area.WORKING)

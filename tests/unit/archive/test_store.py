@@ -229,3 +229,14 @@ def test_open_store_accepts_file_urls_and_plain_paths(tmp_path: Path) -> None:
 def test_open_store_refuses_other_urls(url: str) -> None:
     with pytest.raises(ValueError):
         open_store(url)
+
+
+def test_release_working_refuses_a_final_shorter_than_it(store: FilesystemStore) -> None:
+    longer = store.put(FINAL + b"% more", Area.WORKING)
+    final = store.put_archived(FINAL)
+
+    with pytest.raises(ArchiveError) as info:
+        store.release_working(longer.sha256, final.sha256)
+
+    assert info.value.code == "not_a_prefix"
+    assert store.exists(longer.sha256, Area.WORKING)
