@@ -14,6 +14,7 @@ from pyhanko.sign.general import as_signing_certificate_v2
 from signer.keys.base import load_chain
 from signer.pades import attrcache
 
+
 def certificates(test_state: Path) -> list[x509.Certificate]:
     pki = test_state / "pki" / "certs"
     return load_chain([pki / "teacher-1.pem", pki / "seal-1.pem", pki / "tsa.pem",
