@@ -1,0 +1,56 @@
+"""Difference analysis once per signed revision: the same reports as pyHanko without the
+cache, for a valid record and for one changed after signing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from pyhanko.sign.diff_analysis import policies
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+from signer.pades import diffcache
+from signer.pades.validate import verify_pdf_sync
+from tests.unit import validate_fixtures as fx
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def record(responder: Any) -> bytes:
+    return fx.lta_record()
+
+
+def report(pdf: bytes) -> dict[str, Any]:
+    d = verify_pdf_sync(pdf, trust_roots=[fx.dev_root()], role_by_field=fx.role_by_field(),
+                        allow_fetching=False).as_dict()
+    for s in d["signatures"]:
+        s.pop("signing_time")
+    return d
+
+
+def test_same_reports_and_one_analysis_per_revision(
+        record: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    changed = fx.with_text_added_after_signing(record)
+    reviewed: Counter[int] = Counter()
+    real = policies.StandardDiffPolicy.review_file
+
+    def counting(self: Any, reader: Any, base_revision: Any, *args: Any, **kwargs: Any) -> Any:
+        reviewed[base_revision] += 1
+        return real(self, reader, base_revision, *args, **kwargs)
+
+    monkeypatch.setattr(policies.StandardDiffPolicy, "review_file", counting)
+    diffcache.install()
+    cached = [report(record), report(changed)]
+    once = sum(reviewed.values())
+    assert reviewed and all(n <= 2 for n in reviewed.values()), reviewed  # one per file
+
+    reviewed.clear()
+    monkeypatch.setattr(EmbeddedPdfSignature, "evaluate_modifications", diffcache._ORIGINAL)
+    plain = [report(record), report(changed)]
+    assert cached == plain
+    assert sum(reviewed.values()) > once  # what the cache saves
+    assert cached[0]["indication"] == "TOTAL_PASSED"
+    assert cached[1]["indication"] == "TOTAL_FAILED"
+    assert {s["changes_after"] for s in cached[1]["signatures"]} == {"OTHER"}
