@@ -125,7 +125,13 @@ def hocba_verify(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def hocba_big(a: dict[str, Any]) -> dict[str, Any]:
-    """(e) sign a large PDF through the service path; peak RSS of this process."""
+    """(e) sign a large PDF through the service path (upload as bytes, as HTTP gives
+    it; revisions streamed through the store); the final is copied out for a separate
+    validation. Peak RSS of this process."""
+    import shutil
+
+    from archive.store import Area
+
     data = Path(a["file"]).read_bytes()
     h, actor = _hocba(a["tsa_url"], a["workdir"],
                       HOCBA_MAX_PDF_BYTES=str(len(data) + 64 * 1024 * 1024))
@@ -135,12 +141,11 @@ def hocba_big(a: dict[str, Any]) -> dict[str, Any]:
     for role in ROLES:
         row = h.sign_with_key(actor, row.id, role, KEYS[role])
     wall = time.perf_counter() - w0
-    final = h.document(row)
-    Path(a["out"]).write_bytes(final)
-    report = h.verify(final)
+    with h.store.open_object(row.current_sha256, Area.ARCHIVE) as final, \
+            Path(a["out"]).open("wb") as out:
+        shutil.copyfileobj(final, out, 1 << 20)
     return {"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "wall_s": wall, "valid": report["indication"] == "TOTAL_PASSED",
-            "level": report["level"], "final": len(final)}
+            "wall_s": wall, "final": row.current_size}
 
 
 # -- baseline ------------------------------------------------------------------------------
@@ -218,10 +223,8 @@ def baseline_big(a: dict[str, Any]) -> dict[str, Any]:
     w0 = time.perf_counter()
     final = baseline.pipeline(data, a["tsa_url"], Path(a["out"]))
     wall = time.perf_counter() - w0
-    del data
-    valid = baseline.validate(final)
     return {"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "wall_s": wall, "valid": valid, "level": None, "final": len(final)}
+            "wall_s": wall, "final": len(final)}
 
 
 TASKS = {name: fn for name, fn in globals().items()

@@ -12,10 +12,14 @@ import gc
 import hashlib
 import json
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
@@ -40,7 +44,7 @@ from signer.inputs import check_metadata, check_pdf
 from signer.keys import KeyBackend, KeyRegistry
 from signer.keys.csc import CscKey
 from signer.pades.context import SigningServices
-from signer.pades.sign import RoleSigning, finish_lta, sign_role
+from signer.pades.sign import RoleSigning, finish_lta_to, sign_role_to
 from signer.pades.validate import verify_pdf
 from signer.policy import Policy, load_policies
 from signer.settings import Settings
@@ -195,11 +199,23 @@ class Hocba:
                 raise InvalidInput(e.detail, code=e.code) from e
             raise DependencyError(f"index: {e}", code="index_error") from e
 
-    def _put(self, data: bytes, area: Area) -> StoredObject:
+    def _put(self, data: bytes | BinaryIO, area: Area) -> StoredObject:
         try:
-            return self.store.put(data, area)
+            if isinstance(data, bytes):
+                return self.store.put(data, area)
+            return self.store.put_file(data, area)
         except ArchiveError as e:
             raise DependencyError(f"store refused the object: {e}", code="store_error") from e
+
+    @contextmanager
+    def _open(self, sha256: str, area: Area) -> Iterator[BinaryIO]:
+        """The object as a file (streamed where the store can): large records are not
+        held in memory whole."""
+        try:
+            with self.store.open_object(sha256, area) as f:
+                yield f
+        except ArchiveError as e:
+            raise DependencyError(f"store: {e}", code="store_error") from e
 
     # -- sign -------------------------------------------------------------------------
 
@@ -214,13 +230,12 @@ class Hocba:
         policy, role = self.next_role_check(row, role_name)
         key = self.keys.get(key_name, actor.client.schools)
         self.check_key_for(key, role, row)
-        current = self._get(row.current_sha256, Area.WORKING)
         job = RoleSigning(policy, role, row.school_name, role.name == policy.roles[0].name)
-        signed = run(self._sign_one(current, key, job, authorization))
-        del current
-        release_garbage(len(signed))
-        return self.commit_signature(actor, row, policy, role, signed, key.certificate,
-                                     key_name)
+        with self._open(row.current_sha256, Area.WORKING) as current, scratch_file() as signed:
+            run(self._sign_one(current, signed, key, job, authorization))
+            release_garbage(row.current_size)
+            return self.commit_signature(actor, row, policy, role, signed, key.certificate,
+                                         key_name)
 
     def check_key_for(self, key: KeyBackend, role: Any, row: RecordRow) -> None:
         self.check_certificate(key.certificate, key.chain, role, row.school_code)
@@ -231,21 +246,23 @@ class Hocba:
             raise CertificateNotAllowed(
                 f"key {key.entry.key} belongs to {key.entry.tenant}, not {row.school_code}")
 
-    async def _sign_one(self, pdf: bytes, key: KeyBackend, job: RoleSigning,
-                        authorization: Any) -> bytes:
+    async def _sign_one(self, pdf: BinaryIO, out: BinaryIO, key: KeyBackend,
+                        job: RoleSigning, authorization: Any) -> None:
         try:
             if isinstance(key, CscKey):
                 csc = key.signer_for(authorization, batch_size=1)
                 try:
-                    return await sign_role(pdf, csc, job, self.services)
+                    await sign_role_to(pdf, out, csc, job, self.services)
                 finally:
                     await csc.aclose()
-            return await sign_role(pdf, key.signer(), job, self.services)
+                return
+            await sign_role_to(pdf, out, key.signer(), job, self.services)
         except (SigningError, TimestampRequestError, OSError) as e:
             raise DependencyError(f"signing failed: {e}", code="signing_failed") from e
 
     def commit_signature(self, actor: Actor, row: RecordRow, policy: Policy, role: Any,
-                         signed: bytes, cert: Any, key_name: str | None) -> RecordRow:
+                         signed: bytes | BinaryIO, cert: Any, key_name: str | None
+                         ) -> RecordRow:
         """Store the new revision and move `current` to it (compare-and-set); archive
         the record when this was the last role."""
         obj = self._put(signed, Area.WORKING)
@@ -291,21 +308,32 @@ class Hocba:
                            "signs next", code="role_out_of_order")
         return policy, role
 
-    def finish(self, actor: Actor, row: RecordRow, *, current: bytes | None = None
+    def finish(self, actor: Actor, row: RecordRow, *, current: bytes | BinaryIO | None = None
                ) -> RecordRow:
         """All roles signed: revocation data + document timestamp, then archive.
         `current`: the record's current revision when the caller holds it already."""
-        policy = self.policies[row.record_type]
         if current is None:
-            current = self._get(row.current_sha256, Area.WORKING)
+            with self._open(row.current_sha256, Area.WORKING) as stored:
+                return self.finish(actor, row, current=stored)
+        if isinstance(current, bytes):
+            current = BytesIO(current)
+        with scratch_file() as final:
+            self._finish_into(final, actor, row, current)
+            return self._archive(final, actor, row)
+
+    def _finish_into(self, final: BinaryIO, actor: Actor, row: RecordRow,
+                     current: BinaryIO) -> None:
+        policy = self.policies[row.record_type]
         try:
-            final = run(finish_lta(current, policy, self.services))
+            run(finish_lta_to(current, final, policy, self.services))
         except (SigningError, TimestampRequestError, OSError) as e:
             raise DependencyError(f"archiving failed (document timestamp): {e}",
                                   code="tsa_unavailable") from e
-        release_garbage(len(final))
+        release_garbage(row.current_size)
+
+    def _archive(self, final: BinaryIO, actor: Actor, row: RecordRow) -> RecordRow:
         try:
-            obj = self.store.put_archived(final)
+            obj = self.store.put_archived_file(final)
         except ArchiveError as e:
             if e.code == "lock_mismatch":  # the store kept less than asked: never "archived"
                 self.lock_failure = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {e.code}"
@@ -371,6 +399,12 @@ class Hocba:
 
 
 LARGE_DOCUMENT = 8 * 1024 * 1024
+
+
+def scratch_file() -> Any:
+    """Where a new revision is written: memory up to LARGE_DOCUMENT, then a temporary
+    file (deleted when closed)."""
+    return tempfile.SpooledTemporaryFile(max_size=LARGE_DOCUMENT, prefix="hocba-")
 
 
 def release_garbage(size: int) -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import abc
 import enum
 import hashlib
+import io
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import BinaryIO
 
 from archive.errors import LockMismatch
 
@@ -41,6 +44,18 @@ class LockInfo:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+CHUNK = 1 << 20
+
+
+def sha256_of_file(f: BinaryIO) -> str:
+    """SHA-256 of a file's whole contents, read in chunks from the start."""
+    f.seek(0)
+    digest = hashlib.sha256()
+    while chunk := f.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_name(sha256: str) -> str:
@@ -86,6 +101,23 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def lock_is_sufficient(self, lock: LockInfo) -> bool:
         """Whether `lock` is the permanent lock this store gives archive objects."""
+
+    @contextmanager
+    def open_object(self, sha256: str, area: Area) -> Iterator[BinaryIO]:
+        """A readable, seekable file with the object's bytes, verified against its name
+        (ObjectCorrupt, ObjectMissing). Default: the bytes in memory; a store that can
+        streams them."""
+        yield io.BytesIO(self.get(sha256, area))
+
+    def put_file(self, f: BinaryIO, area: Area) -> StoredObject:
+        """`put` for the whole contents of a readable, seekable file. Default: in memory."""
+        f.seek(0)
+        return self.put(f.read(), area)
+
+    def put_archived_file(self, f: BinaryIO) -> StoredObject:
+        """`put_archived` for the whole contents of a readable, seekable file."""
+        f.seek(0)
+        return self.put_archived(f.read())
 
     def put_archived(self, data: bytes) -> StoredObject:
         """Put a final into ARCHIVE, then read back its bytes and its lock."""

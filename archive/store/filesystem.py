@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-from archive.errors import ArchiveError, ObjectConflict, ObjectCorrupt, ObjectMissing
+from archive.errors import (
+    ArchiveError,
+    LockMismatch,
+    ObjectConflict,
+    ObjectCorrupt,
+    ObjectMissing,
+)
 from archive.store.base import (
+    CHUNK,
     Area,
     LockInfo,
     ObjectStore,
@@ -23,6 +33,7 @@ from archive.store.base import (
     check_name,
     is_name,
     sha256_hex,
+    sha256_of_file,
 )
 
 READ_ONLY = 0o444
@@ -90,6 +101,66 @@ class FilesystemStore(ObjectStore):
         except OSError as e:
             raise _unavailable(f"write {area.value}/{sha256}", e) from e
         return stored
+
+    def put_file(self, f: BinaryIO, area: Area) -> StoredObject:
+        sha256 = sha256_of_file(f)
+        size = f.tell()
+        stored = StoredObject(sha256=sha256, size=size, area=area)
+        target = self.path_of(sha256, area)
+        if target.exists():
+            self._same_file_or_conflict(target, sha256)
+            return stored
+        try:
+            self._make_dirs(target.parent)
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    f.seek(0)
+                    shutil.copyfileobj(f, out, CHUNK)
+                    out.flush()
+                    os.fsync(out.fileno())
+                if tmp.stat().st_size != size:
+                    raise OSError(f"copied {tmp.stat().st_size} of {size} bytes")
+                os.chmod(tmp, READ_ONLY)
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    self._same_file_or_conflict(target, sha256)
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(target.parent)
+        except OSError as e:
+            raise _unavailable(f"write {area.value}/{sha256}", e) from e
+        return stored
+
+    def put_archived_file(self, f: BinaryIO) -> StoredObject:
+        stored = self.put_file(f, Area.ARCHIVE)
+        with self.open_object(stored.sha256, Area.ARCHIVE):
+            pass  # read back: the bytes hash to the name
+        lock = self.lock_info(stored.sha256, Area.ARCHIVE)
+        if not self.lock_is_sufficient(lock):
+            raise LockMismatch(f"archive object {stored.sha256} is not locked: {lock}")
+        return stored
+
+    @contextmanager
+    def open_object(self, sha256: str, area: Area) -> Iterator[BinaryIO]:
+        path = self.path_of(sha256, area)
+        try:
+            f = path.open("rb")
+        except FileNotFoundError as e:
+            raise ObjectMissing(f"no {area.value} object {sha256}") from e
+        except OSError as e:
+            raise _unavailable(f"read {area.value}/{sha256}", e) from e
+        with f:
+            try:
+                actual = sha256_of_file(f)
+            except OSError as e:
+                raise _unavailable(f"read {area.value}/{sha256}", e) from e
+            if actual != sha256:
+                raise ObjectCorrupt(f"{area.value} object {sha256} does not hash to its name")
+            f.seek(0)
+            yield f
 
     def get(self, sha256: str, area: Area) -> bytes:
         path = self.path_of(sha256, area)
@@ -165,6 +236,15 @@ class FilesystemStore(ObjectStore):
         except OSError as e:
             raise _unavailable(f"read {target}", e) from e
         if existing != data:
+            raise ObjectConflict(f"different bytes already stored as {target.name}")
+
+    def _same_file_or_conflict(self, target: Path, sha256: str) -> None:
+        try:
+            with target.open("rb") as existing:
+                same = sha256_of_file(existing) == sha256
+        except OSError as e:
+            raise _unavailable(f"read {target}", e) from e
+        if not same:
             raise ObjectConflict(f"different bytes already stored as {target.name}")
 
     def _make_dirs(self, path: Path) -> None:

@@ -9,9 +9,11 @@ sign, and kept per certificate), then a document timestamp: PAdES-B-LTA.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from io import BytesIO
+from typing import BinaryIO
 
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -49,7 +51,10 @@ def _field_spec(spec: FieldSpec, page_count: int) -> fields.SigFieldSpec:
 
 def existing_fields(pdf: bytes) -> dict[str, bool]:
     """Signature field names in the PDF -> whether they are filled."""
-    reader = PdfFileReader(BytesIO(pdf))
+    return _fields_of(PdfFileReader(BytesIO(pdf)))
+
+
+def _fields_of(reader: PdfFileReader) -> dict[str, bool]:
     return {name: value is not None
             for name, value, _ref in fields.enumerate_sig_fields(reader)}
 
@@ -68,18 +73,18 @@ def appearance_params(job: RoleSigning) -> dict[str, str]:
     return {"school": job.school_name, "role": job.role.title}
 
 
-def build_pdf_signer(pdf: bytes, signer: Signer, job: RoleSigning, services: SigningServices,
-                     *, embed_validation_info: bool = True
+def build_pdf_signer(pdf: bytes | BinaryIO, signer: Signer, job: RoleSigning,
+                     services: SigningServices, *, embed_validation_info: bool = True
                      ) -> tuple[IncrementalPdfFileWriter, PdfSigner]:
     """The writer over `pdf` (with every role's field added when certifying) and the
     PdfSigner for the role: field, stamp, DocMDP, PAdES, metadata, and with
     `embed_validation_info` a DSS update of the signer's revocation data right after
     the signature. Shared by one-step signing (`sign_role`, which leaves the DSS to
     `finish_lta`) and two-step signing (`twostep`)."""
-    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    writer = IncrementalPdfFileWriter(BytesIO(pdf) if isinstance(pdf, bytes) else pdf)
     page_count = int(writer.root["/Pages"]["/Count"])
     if job.certify:
-        present = existing_fields(pdf)
+        present = _fields_of(writer.prev)
         for role in job.policy.roles:
             if role.field.name not in present:
                 fields.append_signature_field(writer, _field_spec(role.field, page_count))
@@ -108,12 +113,22 @@ async def sign_role(pdf: bytes, signer: Signer, job: RoleSigning,
                     services: SigningServices) -> bytes:
     """The role's signature with its timestamp; its validation data waits for
     `finish_lta`."""
+    out = BytesIO()
+    await sign_role_to(BytesIO(pdf), out, signer, job, services)
+    return out.getvalue()
+
+
+async def sign_role_to(pdf: BinaryIO, out: BinaryIO, signer: Signer, job: RoleSigning,
+                       services: SigningServices) -> None:
+    """`sign_role` from a seekable file to an empty, readable and seekable one (a large
+    record need not be in memory)."""
     key = cache_key(signer.signing_cert)
     reserved = services.reserved_size(key)
     signer.embed_roots = False  # validators bring their own anchors; the DSS has it too
+    size = pdf.seek(0, os.SEEK_END)
+    pdf.seek(0)
     writer, pdf_signer = build_pdf_signer(pdf, signer, job, services,
                                           embed_validation_info=False)
-    out = BytesIO()
     try:
         # A known size skips pyHanko's dry-run signature (and its 1.5x placeholder).
         await pdf_signer.async_sign_pdf(
@@ -124,33 +139,42 @@ async def sign_role(pdf: bytes, signer: Signer, job: RoleSigning,
         if reserved is None:
             raise
         services.forget_reserved_size(key)  # it grew (a longer TSA token?): estimate again
-        return await sign_role(pdf, signer, job, services)
-    signed = out.getvalue()
-    services.remember_reserved_size(key, signature_size(signed, len(pdf)))
-    return signed
+        out.seek(0)
+        out.truncate()
+        return await sign_role_to(pdf, out, signer, job, services)
+    out.seek(size)
+    services.remember_reserved_size(key, signature_size(out.read(), size))
 
 
 _BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]")
 
 
-def signature_size(signed: bytes, start: int) -> int | None:
-    """DER length of the CMS of the first signature appended after `start` (read from
-    its /Contents header; the rest of the placeholder is zero padding)."""
-    match = _BYTE_RANGE.search(signed, start)
+def signature_size(revision: bytes, offset: int) -> int | None:
+    """DER length of the CMS of the first signature in `revision`, the bytes of the file
+    from `offset` on (read from its /Contents header; the rest is zero padding)."""
+    match = _BYTE_RANGE.search(revision)
     if match is None:
         return None
-    hex_start = int(match.group(2)) + 1  # after '<'
-    header = signed[hex_start:hex_start + 8]
+    hex_start = int(match.group(2)) + 1 - offset  # after '<'
+    header = revision[hex_start:hex_start + 8] if hex_start >= 0 else b""
     if header[:4].lower() != b"3082":
         return None
     return 4 + int(header[4:8], 16)
 
 
-async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices, *,
-                     tight: bool = True) -> bytes:
+async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices) -> bytes:
     """One DSS update with the validation data of every signature and timestamp in the
     file and of the TSA, then a document timestamp, in one incremental update."""
-    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    out = BytesIO()
+    await finish_lta_to(BytesIO(pdf), out, policy, services)
+    return out.getvalue()
+
+
+async def finish_lta_to(pdf: BinaryIO, out: BinaryIO, policy: Policy,
+                        services: SigningServices, *, tight: bool = True) -> None:
+    """`finish_lta` from a seekable file to an empty, readable and seekable one."""
+    pdf.seek(0)
+    writer = IncrementalPdfFileWriter(pdf)
     tsa_token = await services.timestamper.async_dummy_response(policy.hash_algorithm)
     signed_datas = [tsa_token["content"]]
     for sig in writer.prev.embedded_signatures:
@@ -168,7 +192,6 @@ async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices, *,
     DocumentSecurityStore.supply_dss_in_writer(
         writer, sig_contents=None, paths=paths,
         validation_context=services.revinfo_context(keys))
-    out = BytesIO()
     # Room for a token the size of the TSA's last one plus a margin (pyHanko's own
     # estimate reserves 1.5x); should a token ever outgrow it, pyHanko's estimate.
     reserved = 2 * (len(tsa_token.dump()) + services.RESERVE_MARGIN) if tight else None
@@ -178,5 +201,6 @@ async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices, *,
     except SigningError:
         if not tight:
             raise
-        return await finish_lta(pdf, policy, services, tight=False)
-    return out.getvalue()
+        out.seek(0)
+        out.truncate()
+        await finish_lta_to(pdf, out, policy, services, tight=False)

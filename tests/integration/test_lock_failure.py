@@ -19,7 +19,7 @@ def test_lock_mismatch_is_never_success(app: Any, http: Any, api_keys: dict[str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     service = app.extensions["hocba"]
 
-    def lying_store(data: bytes) -> Any:
+    def lying_store(data: Any) -> Any:  # bytes or a file: the store lies either way
         raise LockMismatch("retain-until read back as 2026-12-01, asked 2126-11-23")
 
     key = api_keys["school-1"]
@@ -27,6 +27,7 @@ def test_lock_mismatch_is_never_success(app: Any, http: Any, api_keys: dict[str,
     for role in ("teacher", "principal"):
         assert sign(http, key, rid, role, f"school-1-{role}").status_code == 200
     monkeypatch.setattr(service.store, "put_archived", lying_store)
+    monkeypatch.setattr(service.store, "put_archived_file", lying_store)
     r = sign(http, key, rid, "seal", "school-1-seal")
     assert r.status_code == 503 and r.get_json()["code"] == "store_error"
     rec = http.get(f"/v1/records/{rid}", headers=auth(key)).get_json()

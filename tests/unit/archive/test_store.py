@@ -195,9 +195,12 @@ def test_no_public_method_removes_or_rewrites_objects() -> None:
         "iter_names",
         "lock_info",
         "lock_is_sufficient",
+        "open_object",  # reads (verified)
         "path_of",
         "put",
         "put_archived",
+        "put_archived_file",  # put_file + read-back + lock check
+        "put_file",  # like put: never replaces an existing name (tested above)
         "release_working",
     }
 
@@ -240,3 +243,57 @@ def test_release_working_refuses_a_final_shorter_than_it(store: FilesystemStore)
 
     assert info.value.code == "not_a_prefix"
     assert store.exists(longer.sha256, Area.WORKING)
+
+
+# -- files instead of bytes (large records) -----------------------------------------------
+
+
+def test_put_file_stores_what_put_would(store: FilesystemStore, tmp_path: Path) -> None:
+    big = os.urandom(3 * 1024 * 1024 + 17)  # more than one chunk
+    src = tmp_path / "revision.pdf"
+    src.write_bytes(big)
+    with src.open("rb") as f:
+        f.seek(100)  # from the start, wherever the file stands
+        stored = store.put_file(f, Area.WORKING)
+    assert stored == StoredObject(sha256=sha(big), size=len(big), area=Area.WORKING)
+    assert store.get(stored.sha256, Area.WORKING) == big
+    assert store.put(big, Area.WORKING) == stored  # same bytes again: nothing new
+    path = store.path_of(stored.sha256, Area.WORKING)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+
+
+def test_put_file_refuses_other_bytes_under_an_existing_name(
+        store: FilesystemStore, tmp_path: Path) -> None:
+    stored = store.put(PDF, Area.WORKING)
+    path = store.path_of(stored.sha256, Area.WORKING)
+    path.chmod(0o644)
+    path.write_bytes(b"not the same")  # what a damaged disk would do
+    src = tmp_path / "same-name.pdf"
+    src.write_bytes(PDF)
+    with src.open("rb") as f, pytest.raises(ObjectConflict):
+        store.put_file(f, Area.WORKING)
+    assert path.read_bytes() == b"not the same"  # nothing overwritten
+
+
+def test_open_object_streams_verified_bytes(store: FilesystemStore) -> None:
+    stored = store.put(FINAL, Area.ARCHIVE)
+    with store.open_object(stored.sha256, Area.ARCHIVE) as f:
+        assert f.tell() == 0 and f.read() == FINAL
+    path = store.path_of(stored.sha256, Area.ARCHIVE)
+    path.chmod(0o644)
+    path.write_bytes(FINAL.replace(b"Sig", b"Sog"))
+    with pytest.raises(ObjectCorrupt), store.open_object(stored.sha256, Area.ARCHIVE):
+        pass
+    with pytest.raises(ObjectMissing), store.open_object(sha(b"nothing"), Area.WORKING):
+        pass
+
+
+def test_put_archived_file_locks_and_reads_back(store: FilesystemStore, tmp_path: Path) -> None:
+    src = tmp_path / "final.pdf"
+    src.write_bytes(FINAL)
+    with src.open("rb") as f:
+        stored = store.put_archived_file(f)
+    assert stored.area is Area.ARCHIVE and stored.sha256 == sha(FINAL)
+    assert store.lock_info(stored.sha256, Area.ARCHIVE).mode == "read-only"
+    assert store.get(stored.sha256, Area.ARCHIVE) == FINAL
