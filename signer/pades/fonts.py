@@ -14,8 +14,10 @@ Measured in bench/README.md."""
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,56 @@ FEATURES = ["ccmp", "locl", "mark", "mkmk", "kern"]
 LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF")
 
 
+class SubsetCache:
+    """Embedded font programs by the set of glyphs they hold. Every stamp also carries
+    the ten digits, so the stamps of one signer (same name, role and school; another
+    time) share one program: ~0.5 KB more per stamp, ~5 ms less CPU."""
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self, outlines: Path) -> None:
+        self.outlines = outlines
+        self._lock = threading.Lock()
+        self._programs: dict[frozenset[int], bytes] = {}
+        self.made = 0
+
+    def program(self, gids: frozenset[int]) -> bytes:
+        with self._lock:
+            hit = self._programs.get(gids)
+        if hit is not None:
+            return hit
+        data = self._subset(gids)
+        with self._lock:
+            if len(self._programs) >= self.MAX_ENTRIES:
+                self._programs.clear()
+            self._programs[gids] = data
+            self.made += 1
+        return data
+
+    def _subset(self, gids: frozenset[int]) -> bytes:
+        """What pyHanko embeds for these glyphs: a TrueType subset keeping glyph ids
+        (the PDF addresses glyphs by id), no layout tables."""
+        from fontTools import subset
+        from fontTools.ttLib import TTFont
+
+        options = subset.Options(layout_closure=False)
+        options.drop_tables += list(LAYOUT_TABLES)
+        options.retain_gids = True
+        tt = TTFont(str(self.outlines), recalcBBoxes=False)
+        subsetter = subset.Subsetter(options=options)
+        subsetter.populate(gids=sorted(gids))
+        subsetter.subset(tt)
+        return _save(tt)
+
+
+ALWAYS_EMBEDDED = "0123456789"  # a stamp's time; its punctuation is always there
+
+
 @dataclass(frozen=True)
 class StampFont:
     shaping: bytes  # the cut font, layout tables included
     outlines: Path  # the same glyphs without layout tables (a temporary file)
+    subsets: SubsetCache
 
 
 def prepare_stamp_font(font: Path) -> StampFont:
@@ -60,7 +108,7 @@ def prepare_stamp_font(font: Path) -> StampFont:
     with os.fdopen(fd, "wb") as out:
         out.write(_save(tt))
     atexit.register(lambda: Path(name).unlink(missing_ok=True))
-    return StampFont(shaping=shaping, outlines=Path(name))
+    return StampFont(shaping=shaping, outlines=Path(name), subsets=SubsetCache(Path(name)))
 
 
 def _save(tt: Any) -> bytes:
@@ -73,10 +121,12 @@ def _save(tt: Any) -> bytes:
 
 @dataclass(frozen=True)
 class StampFontFactory(GlyphAccumulatorFactory):
-    """pyHanko's factory over the outlines-only font, shaping with the whole cut
-    (one HarfBuzz face per process)."""
+    """pyHanko's factory over the outlines-only font, shaping with the whole cut (one
+    HarfBuzz face per process), embedding font programs from the process's SubsetCache
+    instead of subsetting the font again for every stamp."""
 
     shaping_face: Any = None
+    subsets: SubsetCache | None = None
 
     def create_font_engine(self, writer: Any, obj_stream: Any = None) -> GlyphAccumulator:
         import uharfbuzz as hb
@@ -85,8 +135,35 @@ class StampFontFactory(GlyphAccumulatorFactory):
         engine.tt.recalcBBoxes = False  # glyphs are copied, not re-encoded, when embedded
         if self.shaping_face is not None:
             engine.hb_font = hb.Font(self.shaping_face)
+        if self.subsets is not None:
+            subsets = self.subsets
+            # pyHanko calls these two while writing the font: before it lists the widths,
+            # then when it embeds the program.
+            engine._extract_subset = functools.partial(  # type: ignore[method-assign]
+                _add_always_embedded, engine)
+            engine.cidfont_obj.set_font_file = functools.partial(  # type: ignore[method-assign]
+                _embed_program, engine, subsets)
         return engine
 
 
+def _add_always_embedded(engine: Any, options: Any = None) -> None:
+    cmap = engine.tt.getBestCmap()
+    for char in ALWAYS_EMBEDDED:
+        name = cmap.get(ord(char))
+        if name is not None:
+            engine._get_cid_and_width(engine.tt.getGlyphID(name))
+
+
+def _embed_program(engine: Any, subsets: SubsetCache, writer: Any) -> Any:
+    from pyhanko.pdf_utils import generic
+
+    stream = generic.StreamObject(stream_data=subsets.program(frozenset(engine._glyphs)))
+    stream.compress()
+    ref = writer.add_object(stream)
+    engine.cidfont_obj._font_descriptor[generic.pdf_name("/FontFile2")] = ref
+    return ref
+
+
 def stamp_font_factory(font: StampFont, face: Any, size: int) -> StampFontFactory:
-    return StampFontFactory(str(font.outlines), font_size=size, shaping_face=face)
+    return StampFontFactory(str(font.outlines), font_size=size, shaping_face=face,
+                            subsets=font.subsets)

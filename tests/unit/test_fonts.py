@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uharfbuzz as hb
@@ -63,3 +64,44 @@ def test_marks_are_positioned_by_the_shaping_font(font: StampFont) -> None:
     plain = GlyphAccumulatorFactory(str(font.outlines), font_size=8)
     ours = stamp_font_factory(font, hb.Face(font.shaping), 8)
     assert _shape(ours, NEEDS_GPOS)[0] != _shape(plain, NEEDS_GPOS)[0]
+
+
+def _stamp(factory: GlyphAccumulatorFactory, text: str) -> Any:
+    engine = factory.create_font_engine(PdfFileWriter())
+    engine.shape(text)
+    engine.prepare_write()
+    return engine
+
+
+def test_one_program_per_signer_whatever_the_time(tmp_path: Path) -> None:
+    font = prepare_stamp_font(Path(DEFAULT_FONT))
+    factory = stamp_font_factory(font, hb.Face(font.shaping), 8)
+    engines = [_stamp(factory, f"Giáo viên chủ nhiệm\nNguyễn Thị Hoa\n{d:02d}/11/2026 "
+                               f"0{d % 10}:5{d % 7}") for d in range(1, 8)]
+    assert font.subsets.made == 1
+    assert len({frozenset(e._glyphs) for e in engines}) == 1  # digits always there
+    _stamp(factory, "Hiệu trưởng\nTrần Văn Minh\n23/11/2026")
+    assert font.subsets.made == 2  # another signer: another program
+
+
+def test_the_program_holds_the_glyphs_used_and_no_others() -> None:
+    import io
+
+    font = prepare_stamp_font(Path(DEFAULT_FONT))
+    engine = _stamp(stamp_font_factory(font, hb.Face(font.shaping), 8), TEXT)
+    gids = frozenset(engine._glyphs)
+    program = TTFont(io.BytesIO(font.subsets.program(gids)))
+    full = TTFont(str(font.outlines))
+    p_order, f_order = program.getGlyphOrder(), full.getGlyphOrder()
+    assert max(gids) < len(p_order) <= len(f_order)  # glyph ids kept (names need not be)
+
+    def outline(tt: Any, order: list[str], gid: int) -> Any:
+        glyph = tt["glyf"][order[gid]]
+        glyph.expand(tt["glyf"])
+        return glyph.numberOfContours, glyph.compile(tt["glyf"], recalcBBoxes=False)
+
+    for gid in gids:
+        assert outline(program, p_order, gid) == outline(full, f_order, gid), gid
+    drawn = {g for g in range(len(p_order)) if program["glyf"][p_order[g]].numberOfContours}
+    assert len(drawn) <= len(gids) + 40  # plus composite parts, not the whole font
+    assert not any(tag in program for tag in LAYOUT_TABLES)
