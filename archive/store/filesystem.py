@@ -8,6 +8,7 @@ the target directory, fsynced, made read-only (0o444), then hard-linked to their
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -74,33 +75,7 @@ class FilesystemStore(ObjectStore):
         return self.root / area.value / name[0:2] / name[2:4] / name
 
     def put(self, data: bytes, area: Area) -> StoredObject:
-        sha256 = sha256_hex(data)
-        stored = StoredObject(sha256=sha256, size=len(data), area=area)
-        target = self.path_of(sha256, area)
-        if target.exists():
-            self._same_or_conflict(target, data)
-            return stored
-        try:
-            self._make_dirs(target.parent)
-            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            tmp = Path(tmp_name)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, READ_ONLY)
-                try:
-                    os.link(tmp, target)
-                except FileExistsError:
-                    # Someone stored this name meanwhile: fine only if the bytes are ours.
-                    self._same_or_conflict(target, data)
-            finally:
-                tmp.unlink(missing_ok=True)
-            _fsync_dir(target.parent)
-        except OSError as e:
-            raise _unavailable(f"write {area.value}/{sha256}", e) from e
-        return stored
+        return self.put_file(io.BytesIO(data), area)
 
     def put_file(self, f: BinaryIO, area: Area) -> StoredObject:
         sha256 = sha256_of_file(f)
@@ -126,6 +101,7 @@ class FilesystemStore(ObjectStore):
                 try:
                     os.link(tmp, target)
                 except FileExistsError:
+                    # Someone stored this name meanwhile: fine only if the bytes are ours.
                     self._same_file_or_conflict(target, sha256)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -229,14 +205,6 @@ class FilesystemStore(ObjectStore):
                 os.fsync(f.fileno())
         except OSError as e:
             raise _unavailable(f"write under {self.root}", e) from e
-
-    def _same_or_conflict(self, target: Path, data: bytes) -> None:
-        try:
-            existing = target.read_bytes()
-        except OSError as e:
-            raise _unavailable(f"read {target}", e) from e
-        if existing != data:
-            raise ObjectConflict(f"different bytes already stored as {target.name}")
 
     def _same_file_or_conflict(self, target: Path, sha256: str) -> None:
         try:

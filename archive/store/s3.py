@@ -47,6 +47,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -468,10 +469,11 @@ class S3ObjectLockStore(ObjectStore):
             )
         return lock
 
-    def _read(self, key: str) -> bytes:
+    @contextmanager
+    def _reading(self, key: str) -> Iterator[None]:
+        """Read errors as the store's own: missing, corrupt, unavailable."""
         try:
-            r = self.client.get_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-            data: bytes = r["Body"].read()
+            yield
         except FlexibleChecksumError as e:
             raise ObjectCorrupt(f"{key}: bytes do not match the stored checksum: {e}") from e
         except ClientError as e:
@@ -480,6 +482,11 @@ class S3ObjectLockStore(ObjectStore):
             raise _translate(e, f"read {key}") from e
         except BotoCoreError as e:
             raise _translate(e, f"read {key}") from e
+
+    def _read(self, key: str) -> bytes:
+        with self._reading(key):
+            r = self.client.get_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            data: bytes = r["Body"].read()
         return data
 
     def _prefix_sha256(self, key: str, length: int) -> str | None:
@@ -489,18 +496,12 @@ class S3ObjectLockStore(ObjectStore):
             return None
         digest = hashlib.sha256()
         got = 0
-        try:
+        with self._reading(key):
             r = self.client.get_object(Bucket=self.bucket, Key=key,
                                        Range=f"bytes=0-{length - 1}")
             for chunk in r["Body"].iter_chunks(1 << 20):
                 digest.update(chunk)
                 got += len(chunk)
-        except ClientError as e:
-            if _is_not_found(e):
-                raise ObjectMissing(f"no object {key}") from e
-            raise _translate(e, f"read {key}") from e
-        except BotoCoreError as e:
-            raise _translate(e, f"read {key}") from e
         return digest.hexdigest() if got == length else None
 
     def get(self, sha256: str, area: Area) -> bytes:
