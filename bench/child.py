@@ -34,7 +34,7 @@ def _hocba(tsa_url: str, workdir: str, **extra: str) -> tuple[Any, Any]:
     return h, Actor.of(client)
 
 
-def _create(h: Any, actor: Any, pdf: bytes, n: int) -> Any:
+def _create(h: Any, actor: Any, pdf: Any, n: int) -> Any:
     return h.create_record(actor, pdf, json.dumps(metadata(n), ensure_ascii=False))
 
 
@@ -125,19 +125,19 @@ def hocba_verify(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def hocba_big(a: dict[str, Any]) -> dict[str, Any]:
-    """(e) sign a large PDF through the service path (upload as bytes, as HTTP gives
-    it; revisions streamed through the store); the final is copied out for a separate
-    validation. Peak RSS of this process."""
+    """(e) sign a large PDF through the service path: the upload as a file (as the HTTP
+    layer hands over Werkzeug's spooled upload), revisions streamed through the store;
+    the final is copied out for a separate validation. Peak RSS of this process."""
     import shutil
 
     from archive.store import Area
 
-    data = Path(a["file"]).read_bytes()
+    size = Path(a["file"]).stat().st_size
     h, actor = _hocba(a["tsa_url"], a["workdir"],
-                      HOCBA_MAX_PDF_BYTES=str(len(data) + 64 * 1024 * 1024))
+                      HOCBA_MAX_PDF_BYTES=str(size + 64 * 1024 * 1024))
     w0 = time.perf_counter()
-    row = _create(h, actor, data, a["id_base"])
-    del data
+    with Path(a["file"]).open("rb") as upload:
+        row = _create(h, actor, upload, a["id_base"])
     for role in ROLES:
         row = h.sign_with_key(actor, row.id, role, KEYS[role])
     wall = time.perf_counter() - w0

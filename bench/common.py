@@ -52,7 +52,7 @@ class Knobs:
     batch_reps: int = _int("BENCH_BATCH_REPS", 2, 1)       # (b)
     verify_n: int = _int("BENCH_VERIFY_N", 24, 6)          # (c) verifications per side
     cold_reps: int = _int("BENCH_COLD_REPS", 3, 1)         # (d)
-    big_mb: int = _int("BENCH_BIG_MB", 50, 5)              # (e)
+    big_mb: int = _int("BENCH_BIG_MB", 200, 5)             # (e), the size
     http_requests: int = _int("BENCH_HTTP_REQUESTS", 128, 32)   # (f), cheap TSA
     http_animator_requests: int = _int("BENCH_HTTP_ANIMATOR_REQUESTS", 64, 0)
     http_seconds: int = _int("BENCH_HTTP_SECONDS", 60, 30)      # (f) time bound per load

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import unicodedata
 from collections import deque
@@ -25,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from io import BytesIO
-from typing import Any
+from typing import IO, Any
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
@@ -105,39 +106,50 @@ class PdfFacts:
     """Number of cross-reference sections (1 + incremental updates)."""
 
 
-def check_pdf(data: bytes, *, max_bytes: int) -> PdfFacts:
-    """Accept an uploaded record PDF or raise a request error with a stable code."""
-    if len(data) > max_bytes:
+def check_pdf(data: bytes | IO[bytes], *, max_bytes: int) -> PdfFacts:
+    """Accept an uploaded record PDF (bytes, or a seekable file: a large upload need not
+    be in memory) or raise a request error with a stable code."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        stream: IO[bytes] = BytesIO(data)
+    else:
+        stream = data
+    size = stream.seek(0, os.SEEK_END)
+    if size > max_bytes:
         raise RequestError(
-            f"the PDF is {len(data)} bytes; at most {max_bytes} are accepted",
+            f"the PDF is {size} bytes; at most {max_bytes} are accepted",
             status=413,
             code="pdf_too_large",
         )
-    if not data.startswith(b"%PDF-"):
+    stream.seek(0)
+    if stream.read(5) != b"%PDF-":
         raise PdfRejected(
             "the document is not a PDF (it must begin with %PDF-)",
             code="pdf_not_a_pdf",
         )
-    if b"%%EOF" not in data[-_EOF_WINDOW:]:
+    stream.seek(max(size - _EOF_WINDOW, 0))
+    if b"%%EOF" not in stream.read(_EOF_WINDOW):
         raise PdfRejected(
             "the PDF has no %%EOF marker at its end (truncated?)", code="pdf_malformed"
         )
+    stream.seek(0)
     try:
-        return _inspect_pdf(data if isinstance(data, bytes) else bytes(data))
+        return _inspect_pdf(stream)
     except HocbaError:
         raise
     except Exception as e:  # anything the parser throws at garbage is a malformed file
         raise PdfRejected(
             f"the PDF cannot be read: {_describe_exception(e)}", code="pdf_malformed"
         ) from e
+    finally:
+        stream.seek(0)
 
 
 def _malformed(detail: str) -> PdfRejected:
     return PdfRejected(detail, code="pdf_malformed")
 
 
-def _inspect_pdf(data: bytes) -> PdfFacts:
-    reader = PdfFileReader(BytesIO(data), strict=True)
+def _inspect_pdf(stream: IO[bytes]) -> PdfFacts:
+    reader = PdfFileReader(stream, strict=True)
     if "/Encrypt" in reader.trailer:
         raise PdfRejected(
             "the PDF is encrypted; upload a plain, unencrypted document",
@@ -175,7 +187,8 @@ def _inspect_pdf(data: bytes) -> PdfFacts:
             code="pdf_active_content",
         )
 
-    header_match = re.match(rb"%PDF-([0-9])\.([0-9])", data)
+    stream.seek(0)
+    header_match = re.match(rb"%PDF-([0-9])\.([0-9])", stream.read(16))
     if header_match is None:
         raise _malformed("the PDF header has no version number")
     header_version = (int(header_match.group(1)), int(header_match.group(2)))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
@@ -153,7 +153,10 @@ class Hocba:
 
     # -- create -----------------------------------------------------------------------
 
-    def create_record(self, actor: Actor, pdf: bytes, metadata_raw: str | bytes) -> RecordRow:
+    def create_record(self, actor: Actor, pdf: bytes | IO[bytes], metadata_raw: str | bytes
+                      ) -> RecordRow:
+        """A new record from its rendered PDF (bytes, or a seekable file: a large upload
+        is streamed to the store) and its metadata."""
         meta = check_metadata(metadata_raw, known_record_types=set(self.policies))
         if not actor.client.covers(meta.school_code):
             raise NotFound(f"school {meta.school_code} is not covered by this API key",
@@ -199,7 +202,7 @@ class Hocba:
                 raise InvalidInput(e.detail, code=e.code) from e
             raise DependencyError(f"index: {e}", code="index_error") from e
 
-    def _put(self, data: bytes | BinaryIO, area: Area) -> StoredObject:
+    def _put(self, data: bytes | IO[bytes], area: Area) -> StoredObject:
         try:
             if isinstance(data, bytes):
                 return self.store.put(data, area)

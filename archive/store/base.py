@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from archive.errors import LockMismatch
 
@@ -49,7 +49,7 @@ def sha256_hex(data: bytes) -> str:
 CHUNK = 1 << 20
 
 
-def sha256_of_file(f: BinaryIO) -> str:
+def sha256_of_file(f: IO[bytes]) -> str:
     """SHA-256 of a file's whole contents, read in chunks from the start."""
     f.seek(0)
     digest = hashlib.sha256()
@@ -109,12 +109,12 @@ class ObjectStore(abc.ABC):
         streams them."""
         yield io.BytesIO(self.get(sha256, area))
 
-    def put_file(self, f: BinaryIO, area: Area) -> StoredObject:
+    def put_file(self, f: IO[bytes], area: Area) -> StoredObject:
         """`put` for the whole contents of a readable, seekable file. Default: in memory."""
         f.seek(0)
         return self.put(f.read(), area)
 
-    def put_archived_file(self, f: BinaryIO) -> StoredObject:
+    def put_archived_file(self, f: IO[bytes]) -> StoredObject:
         """`put_archived` for the whole contents of a readable, seekable file."""
         f.seek(0)
         return self.put_archived(f.read())

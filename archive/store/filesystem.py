@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from archive.errors import (
     ArchiveError,
@@ -77,7 +77,7 @@ class FilesystemStore(ObjectStore):
     def put(self, data: bytes, area: Area) -> StoredObject:
         return self.put_file(io.BytesIO(data), area)
 
-    def put_file(self, f: BinaryIO, area: Area) -> StoredObject:
+    def put_file(self, f: IO[bytes], area: Area) -> StoredObject:
         sha256 = sha256_of_file(f)
         size = f.tell()
         stored = StoredObject(sha256=sha256, size=size, area=area)
@@ -110,7 +110,7 @@ class FilesystemStore(ObjectStore):
             raise _unavailable(f"write {area.value}/{sha256}", e) from e
         return stored
 
-    def put_archived_file(self, f: BinaryIO) -> StoredObject:
+    def put_archived_file(self, f: IO[bytes]) -> StoredObject:
         stored = self.put_file(f, Area.ARCHIVE)
         with self.open_object(stored.sha256, Area.ARCHIVE):
             pass  # read back: the bytes hash to the name

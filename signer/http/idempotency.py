@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from flask import Response, request
 
@@ -15,10 +15,17 @@ from signer.errors import Conflict, InvalidInput
 from signer.http.auth import client, service
 
 
-def request_hash(*parts: bytes) -> str:
+def request_hash(*parts: bytes | IO[bytes]) -> str:
+    """The request's fingerprint: method, path, and each part's SHA-256 (a file part is
+    read in chunks from its start and left at its start)."""
     h = hashlib.sha256(request.method.encode() + b" " + request.path.encode())
     for part in parts:
-        h.update(hashlib.sha256(part).digest())
+        if isinstance(part, bytes):
+            h.update(hashlib.sha256(part).digest())
+        else:
+            part.seek(0)
+            h.update(hashlib.file_digest(part, "sha256").digest())  # type: ignore[arg-type]
+            part.seek(0)
     return h.hexdigest()
 
 

@@ -40,7 +40,7 @@ def create() -> Response:
         raise InvalidInput(f"missing multipart part(s): {', '.join(missing)}",
                            code="multipart_missing_part")
     assert upload is not None and metadata is not None
-    pdf = upload.read()
+    pdf = upload.stream  # Werkzeug spools a large upload to a temporary file: kept there
     svc = service()
 
     def produce() -> tuple[dict[str, Any], int]:

@@ -2,8 +2,9 @@ import copy
 import json
 import random
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,10 +70,33 @@ ACCEPTED: list[Callable[[], bytes]] = [
 ]
 
 
+@pytest.fixture
+def as_upload(tmp_path: Path) -> Iterator[Callable[[bytes, str], Any]]:
+    """The upload as bytes, or as the seekable file a large HTTP upload arrives as."""
+    opened: list[Any] = []
+
+    def make(data: bytes, form: str) -> Any:
+        if form == "bytes":
+            return data
+        path = tmp_path / f"upload-{len(opened)}.pdf"
+        path.write_bytes(data)
+        f = path.open("rb")
+        opened.append(f)
+        f.seek(3)  # wherever it stands
+        return f
+
+    yield make
+    for f in opened:
+        f.close()
+
+
+@pytest.mark.parametrize("form", ["bytes", "file"])
 @pytest.mark.parametrize("build", ACCEPTED, ids=lambda f: f.__name__)
-def test_accepted(build: Callable[[], bytes]) -> None:
-    facts = check_pdf(build(), max_bytes=MAX)
+def test_accepted(build: Callable[[], bytes], form: str, as_upload: Any) -> None:
+    data = build()
+    facts = check_pdf(as_upload(data, form), max_bytes=MAX)
     assert facts.page_count == 1
+    assert facts == check_pdf(data, max_bytes=MAX)
 
 
 # (builder, error class, status, code, fragment of the detail)
@@ -165,23 +189,26 @@ REFUSED: list[tuple[Callable[[], bytes], type[HocbaError], int, str, str]] = [
     REFUSED,
     ids=[getattr(r[0], "__name__", "empty").removesuffix("_pdf") for r in REFUSED],
 )
+@pytest.mark.parametrize("form", ["bytes", "file"])
 def test_refused(
-    build: Callable[[], bytes], cls: type[HocbaError], status: int, code: str, fragment: str
+    build: Callable[[], bytes], cls: type[HocbaError], status: int, code: str, fragment: str,
+    form: str, as_upload: Any,
 ) -> None:
     with pytest.raises(cls) as caught:
-        check_pdf(build(), max_bytes=MAX)
+        check_pdf(as_upload(build(), form), max_bytes=MAX)
     err = caught.value
     assert (err.status, err.code) == (status, code)
     assert fragment in err.detail
     assert err.problem()["code"] == code
 
 
-def test_too_large() -> None:
+@pytest.mark.parametrize("form", ["bytes", "file"])
+def test_too_large(form: str, as_upload: Any) -> None:
     data = pdfs.minimal_pdf()
     with pytest.raises(RequestError) as caught:
-        check_pdf(data, max_bytes=len(data) - 1)
+        check_pdf(as_upload(data, form), max_bytes=len(data) - 1)
     assert (caught.value.status, caught.value.code) == (413, "pdf_too_large")
-    assert check_pdf(data, max_bytes=len(data)).page_count == 1
+    assert check_pdf(as_upload(data, form), max_bytes=len(data)).page_count == 1
 
 
 def test_parser_errors_are_chained() -> None:
