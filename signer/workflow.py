@@ -321,11 +321,10 @@ class Hocba:
         if isinstance(current, bytes):
             current = BytesIO(current)
         with scratch_file() as final:
-            self._finish_into(final, actor, row, current)
+            self._finish_into(final, row, current)
             return self._archive(final, actor, row)
 
-    def _finish_into(self, final: BinaryIO, actor: Actor, row: RecordRow,
-                     current: BinaryIO) -> None:
+    def _finish_into(self, final: BinaryIO, row: RecordRow, current: BinaryIO) -> None:
         policy = self.policies[row.record_type]
         try:
             run(finish_lta_to(current, final, policy, self.services))
