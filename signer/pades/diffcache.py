@@ -20,6 +20,10 @@ _ATTRIBUTE = "_hocba_diff_results"
 def _evaluate_modifications(self: Any, diff_policy: Any) -> Any:
     key = (self.signed_revision, diff_policy, repr(self.fieldmdp), self.docmdp_level,
            self.coverage)
+    try:
+        hash(key)
+    except TypeError:  # a policy that cannot be a key: analysed every time, as pyHanko does
+        return _ORIGINAL(self, diff_policy)
     results: dict[Any, Any] = self.reader.__dict__.setdefault(_ATTRIBUTE, {})
     if key not in results:
         results[key] = _ORIGINAL(self, diff_policy)

@@ -54,3 +54,25 @@ def test_same_reports_and_one_analysis_per_revision(
     assert cached[0]["indication"] == "TOTAL_PASSED"
     assert cached[1]["indication"] == "TOTAL_FAILED"
     assert {s["changes_after"] for s in cached[1]["signatures"]} == {"OTHER"}
+
+
+def test_a_policy_that_cannot_be_a_key_is_analysed_every_time(record: bytes) -> None:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def review_file(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            return DEFAULT_DIFF_POLICY.review_file(*args, **kwargs)
+
+    calls: list[int] = []
+    diffcache.install()
+    import io
+
+    sig = PdfFileReader(io.BytesIO(record)).embedded_regular_signatures[0]
+    sig.compute_integrity_info(diff_policy=Unhashable())
+    sig.compute_integrity_info(diff_policy=Unhashable())
+    assert len(calls) == 2
+    assert sig.diff_result is not None
