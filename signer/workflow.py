@@ -14,7 +14,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
@@ -214,11 +214,12 @@ class Hocba:
     def _open(self, sha256: str, area: Area) -> Iterator[BinaryIO]:
         """The object as a file (streamed where the store can): large records are not
         held in memory whole."""
-        try:
-            with self.store.open_object(sha256, area) as f:
-                yield f
-        except ArchiveError as e:
-            raise DependencyError(f"store: {e}", code="store_error") from e
+        with ExitStack() as stack:
+            try:  # the store's errors on opening only: the caller's block keeps its own
+                f = stack.enter_context(self.store.open_object(sha256, area))
+            except ArchiveError as e:
+                raise DependencyError(f"store: {e}", code="store_error") from e
+            yield f
 
     # -- sign -------------------------------------------------------------------------
 

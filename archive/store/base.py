@@ -123,7 +123,11 @@ class ObjectStore(abc.ABC):
         """Put a final into ARCHIVE, then read back its bytes and its lock."""
         stored = self.put(data, Area.ARCHIVE)
         self.get(stored.sha256, Area.ARCHIVE)
-        lock = self.lock_info(stored.sha256, Area.ARCHIVE)
-        if not self.lock_is_sufficient(lock):
-            raise LockMismatch(f"archive object {stored.sha256} is not locked: {lock}")
+        self._require_archive_lock(stored.sha256)
         return stored
+
+    def _require_archive_lock(self, sha256: str) -> None:
+        """LockMismatch unless the store reports the archive object locked enough."""
+        lock = self.lock_info(sha256, Area.ARCHIVE)
+        if not self.lock_is_sufficient(lock):
+            raise LockMismatch(f"archive object {sha256} is not locked: {lock}")

@@ -20,7 +20,6 @@ from typing import IO, BinaryIO
 
 from archive.errors import (
     ArchiveError,
-    LockMismatch,
     ObjectConflict,
     ObjectCorrupt,
     ObjectMissing,
@@ -110,13 +109,14 @@ class FilesystemStore(ObjectStore):
             raise _unavailable(f"write {area.value}/{sha256}", e) from e
         return stored
 
+    def put_archived(self, data: bytes) -> StoredObject:
+        return self.put_archived_file(io.BytesIO(data))
+
     def put_archived_file(self, f: IO[bytes]) -> StoredObject:
         stored = self.put_file(f, Area.ARCHIVE)
         with self.open_object(stored.sha256, Area.ARCHIVE):
             pass  # read back: the bytes hash to the name
-        lock = self.lock_info(stored.sha256, Area.ARCHIVE)
-        if not self.lock_is_sufficient(lock):
-            raise LockMismatch(f"archive object {stored.sha256} is not locked: {lock}")
+        self._require_archive_lock(stored.sha256)
         return stored
 
     @contextmanager

@@ -78,49 +78,13 @@ class SigningServices:
         return stamp_font_factory(font, face, size)
 
     def validation_context(self, cache_key: str | None = None) -> ValidationContext:
-        """A fresh context, seeded with the cached revocation data for `cache_key`."""
-        ocsps: list[Any] = []
-        crls: list[Any] = []
-        if cache_key is not None:
-            with self._lock:
-                entry = self._revinfo.get(cache_key)
-                if entry and time.monotonic() - entry[0] <= self._cache_seconds:
-                    _, ocsps, crls = entry
-        return ValidationContext(
-            trust_roots=self.trust_roots,
-            allow_fetching=True,
-            revocation_mode="hard-fail",
-            fetcher_backend=RequestsFetcherBackend(per_request_timeout=self._timeout),
-            ocsps=ocsps,
-            crls=crls,
-        )
-
-    def remember(self, cache_key: str, vc: ValidationContext, *, replace: bool = False) -> None:
-        """Keep what `vc` holds for the next document of the same signer."""
+        """A fresh context, seeded with the cached revocation data for `cache_key` while
+        it is younger than `revocation_cache_seconds`."""
         with self._lock:
-            entry = self._revinfo.get(cache_key)
-            if not replace and entry and time.monotonic() - entry[0] <= self._cache_seconds:
-                return
-            self._revinfo[cache_key] = (time.monotonic(), list(vc.ocsps), list(vc.crls))
-
-    async def validated_path(self, cert: x509.Certificate,
-                             intermediates: list[x509.Certificate]) -> ValidationPath:
-        """`cert`'s path to a trust anchor, revocation checked (hard-fail), reused for
-        `revocation_cache_seconds`. Raises pyhanko_certvalidator's errors."""
-        key = cache_key(cert)
-        with self._lock:
-            hit = self._paths.get(key)
-        if hit is not None and time.monotonic() - hit[0] <= self._cache_seconds:
-            return hit[1]
-        vc = self.validation_context(key)
-        validator = CertificateValidator(cert, intermediate_certs=intermediates,
-                                         validation_context=vc)
-        path = await validator.async_validate_path()
-        now = time.monotonic()
-        self.remember(key, vc, replace=True)  # the data this path was checked with
-        with self._lock:
-            self._paths[key] = (now, path)
-        return path
+            entry = self._revinfo.get(cache_key) if cache_key is not None else None
+        if entry and time.monotonic() - entry[0] <= self._cache_seconds:
+            return self._context(entry[1], entry[2])
+        return self._context([], [])
 
     def revinfo_context(self, cache_keys: list[str]) -> ValidationContext:
         """A fresh context holding the cached revocation data of every key."""
@@ -132,11 +96,37 @@ class SigningServices:
                 if entry:
                     ocsps.update((o.dump(), o) for o in entry[1])
                     crls.update((c.dump(), c) for c in entry[2])
+        return self._context(list(ocsps.values()), list(crls.values()))
+
+    def _context(self, ocsps: list[Any], crls: list[Any]) -> ValidationContext:
         return ValidationContext(
-            trust_roots=self.trust_roots, allow_fetching=True, revocation_mode="hard-fail",
+            trust_roots=self.trust_roots,
+            allow_fetching=True,
+            revocation_mode="hard-fail",
             fetcher_backend=RequestsFetcherBackend(per_request_timeout=self._timeout),
-            ocsps=list(ocsps.values()), crls=list(crls.values()),
+            ocsps=ocsps,
+            crls=crls,
         )
+
+    async def validated_path(self, cert: x509.Certificate,
+                             intermediates: list[x509.Certificate]) -> ValidationPath:
+        """`cert`'s path to a trust anchor, revocation checked (hard-fail), reused for
+        `revocation_cache_seconds` together with the revocation data it was checked
+        with. Raises pyhanko_certvalidator's errors."""
+        key = cache_key(cert)
+        with self._lock:
+            hit = self._paths.get(key)
+        if hit is not None and time.monotonic() - hit[0] <= self._cache_seconds:
+            return hit[1]
+        vc = self.validation_context(key)
+        validator = CertificateValidator(cert, intermediate_certs=intermediates,
+                                         validation_context=vc)
+        path = await validator.async_validate_path()
+        now = time.monotonic()
+        with self._lock:
+            self._revinfo[key] = (now, list(vc.ocsps), list(vc.crls))
+            self._paths[key] = (now, path)
+        return path
 
     # -- signature container sizes, learnt per signer certificate ------------------------
 

@@ -42,8 +42,9 @@ class SubsetCache:
 
     MAX_ENTRIES = 1024
 
-    def __init__(self, outlines: Path) -> None:
+    def __init__(self, outlines: Path, always_embedded: frozenset[int]) -> None:
         self.outlines = outlines
+        self.always_embedded = always_embedded  # glyph ids of ALWAYS_EMBEDDED
         self._lock = threading.Lock()
         self._programs: dict[frozenset[int], bytes] = {}
         self.made = 0
@@ -108,7 +109,10 @@ def prepare_stamp_font(font: Path) -> StampFont:
     with os.fdopen(fd, "wb") as out:
         out.write(_save(tt))
     atexit.register(lambda: Path(name).unlink(missing_ok=True))
-    return StampFont(shaping=shaping, outlines=Path(name), subsets=SubsetCache(Path(name)))
+    cmap = tt.getBestCmap()
+    digits = frozenset(tt.getGlyphID(cmap[ord(c)]) for c in ALWAYS_EMBEDDED if ord(c) in cmap)
+    return StampFont(shaping=shaping, outlines=Path(name),
+                     subsets=SubsetCache(Path(name), digits))
 
 
 def _save(tt: Any) -> bytes:
@@ -140,18 +144,15 @@ class StampFontFactory(GlyphAccumulatorFactory):
             # pyHanko calls these two while writing the font: before it lists the widths,
             # then when it embeds the program.
             engine._extract_subset = functools.partial(  # type: ignore[method-assign]
-                _add_always_embedded, engine)
+                _add_glyphs, engine, subsets.always_embedded)
             engine.cidfont_obj.set_font_file = functools.partial(  # type: ignore[method-assign]
                 _embed_program, engine, subsets)
         return engine
 
 
-def _add_always_embedded(engine: Any, options: Any = None) -> None:
-    cmap = engine.tt.getBestCmap()
-    for char in ALWAYS_EMBEDDED:
-        name = cmap.get(ord(char))
-        if name is not None:
-            engine._get_cid_and_width(engine.tt.getGlyphID(name))
+def _add_glyphs(engine: Any, gids: frozenset[int], options: Any = None) -> None:
+    for gid in gids:
+        engine._get_cid_and_width(gid)
 
 
 def _embed_program(engine: Any, subsets: SubsetCache, writer: Any) -> Any:
