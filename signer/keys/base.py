@@ -8,6 +8,7 @@ from pathlib import Path
 
 from asn1crypto import pem, x509
 from pyhanko.sign.signers import Signer
+from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer.clients import KeyEntry
 from signer.errors import ConfigError
@@ -22,6 +23,16 @@ def parse_fully(cert: x509.Certificate) -> None:
     with contextlib.suppress(ValueError):  # what cannot be parsed fails where it is used
         _ = cert.native, cert.critical_extensions, cert.sha256, cert.sha1, cert.issuer_serial
         _ = cert.subject.human_friendly, cert.issuer.human_friendly
+
+
+def cms_certificates(signing_cert: x509.Certificate,
+                     chain: list[x509.Certificate]) -> SimpleCertificateStore:
+    """The certificates a signature's CMS carries besides the signing certificate.
+    pyHanko adds the signing certificate itself and collects certificates in a set of
+    asn1crypto values (equal only when identical), so a registry holding it too puts it
+    in every CMS twice."""
+    own = signing_cert.sha256
+    return SimpleCertificateStore.from_certs([c for c in chain if c.sha256 != own])
 
 
 def load_chain(paths: tuple[Path, ...] | list[Path]) -> list[x509.Certificate]:

@@ -54,11 +54,12 @@ from pyhanko.sign.signers.csc_signer import (
     base64_digest,
     fetch_certs_in_csc_credential,
 )
+from pyhanko_certvalidator.registry import CertificateStore
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
 from signer.clients import KeyEntry
 from signer.errors import ConfigError, DependencyError, FieldError, HocbaError, InvalidInput
-from signer.keys.base import KeyBackend, load_chain, parse_fully
+from signer.keys.base import KeyBackend, cms_certificates, load_chain, parse_fully
 
 log = logging.getLogger("hocba.keys.csc")
 T = TypeVar("T")
@@ -212,6 +213,7 @@ class CscBatchSigner(CSCSigner):
         super().__init__(http, auth_manager, sign_timeout=sign_timeout,
                          batch_autocommit=True, batch_size=batch_size)
         self._auth = auth_manager
+        self._cms_certs = cms_certificates(self.signing_cert, list(super().cert_registry))
         self._expected = batch_size
         self._data: list[bytes] = []
         self._md: str | None = None
@@ -220,6 +222,10 @@ class CscBatchSigner(CSCSigner):
         self._error: HocbaError | None = None
         self._commit_task: asyncio.Task[None] | None = None
         self._closed = False
+
+    @property
+    def cert_registry(self) -> CertificateStore:
+        return self._cms_certs
 
     @property
     def expected(self) -> int:

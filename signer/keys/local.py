@@ -8,11 +8,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pyhanko.sign.general import get_pyca_cryptography_hash, load_private_key_from_pemder_data
 from pyhanko.sign.signers import SimpleSigner
-from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer.clients import KeyEntry
 from signer.errors import ConfigError
-from signer.keys.base import KeyBackend
+from signer.keys.base import KeyBackend, cms_certificates
 
 
 class _CachedKeySigner(SimpleSigner):
@@ -44,7 +43,7 @@ class LocalKey(KeyBackend):
         self._signer = _CachedKeySigner(
             signing_cert=self.certificate,
             signing_key=load_private_key_from_pemder_data(data, passphrase=None),
-            cert_registry=SimpleCertificateStore.from_certs([self.certificate, *self.chain]),
+            cert_registry=cms_certificates(self.certificate, self.chain),
         )
 
     def signer(self) -> SimpleSigner:

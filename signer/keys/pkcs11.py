@@ -17,11 +17,10 @@ from typing import Any
 import pkcs11
 from pyhanko.sign.pkcs11 import PKCS11Signer
 from pyhanko.sign.signers import Signer
-from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer.clients import KeyEntry
 from signer.errors import ConfigError, DependencyError
-from signer.keys.base import KeyBackend
+from signer.keys.base import KeyBackend, cms_certificates
 
 _OPEN_ATTEMPTS = 5
 _RETRY_OPEN = (pkcs11.exceptions.NoSuchToken, pkcs11.exceptions.GeneralError,
@@ -98,8 +97,7 @@ class _LockedPkcs11Signer(Signer):
     def __init__(self, token: Pkcs11Token, backend: Pkcs11Key) -> None:
         super().__init__(
             signing_cert=backend.certificate,
-            cert_registry=SimpleCertificateStore.from_certs([backend.certificate,
-                                                             *backend.chain]),
+            cert_registry=cms_certificates(backend.certificate, backend.chain),
         )
         self._token = token
         self._backend = backend

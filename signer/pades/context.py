@@ -130,7 +130,7 @@ class SigningServices:
 
     # -- signature container sizes, learnt per signer certificate ------------------------
 
-    RESERVE_MARGIN = 512  # bytes: TSA tokens (serial, nonce, genTime) vary by a few
+    RESERVE_MARGIN = 64  # bytes: TSA tokens (serial, nonce, genTime) vary by a few
 
     def reserved_size(self, cache_key: str | None) -> int | None:
         """Hex characters to reserve for /Contents, or None (let pyHanko estimate)."""

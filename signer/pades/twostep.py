@@ -53,9 +53,9 @@ from pyhanko.sign.signers.pdf_signer import (
 )
 from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.path import ValidationPath
-from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer.errors import HocbaError, IntegrityError, InvalidInput
+from signer.keys.base import cms_certificates
 from signer.pades.context import SigningServices
 from signer.pades.sign import RoleSigning, appearance_params, build_pdf_signer, cache_key
 
@@ -217,7 +217,7 @@ async def prepare(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Ce
     """Everything of `sign_role` up to the signature value; see the module docstring."""
     ext = ExternalSigner(
         signing_cert=certificate,
-        cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
+        cert_registry=cms_certificates(certificate, chain),
         signature_value=_placeholder_size(certificate),
     )
     writer, pdf_signer = build_pdf_signer(pdf, ext, job, services)
@@ -368,7 +368,7 @@ async def complete(prepared: PreparedSignature, signature_value: bytes,
     chain = [x509.Certificate.load(c) for c in prepared.chain]
     ext = ExternalSigner(
         signing_cert=cert,
-        cert_registry=SimpleCertificateStore.from_certs([cert, *chain]),
+        cert_registry=cms_certificates(cert, chain),
         signature_value=value,
         signature_mechanism=algos.SignedDigestAlgorithm(
             {"algorithm": prepared.signature_mechanism}),

@@ -120,3 +120,23 @@ def get_record(http: Any, key: str, record_id: str) -> dict[str, Any]:
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body: dict[str, Any] = resp.get_json()
     return body
+
+
+def certificates_in_each_cms(pdf: bytes) -> list[list[bytes]]:
+    """The DER certificates each embedded signature's CMS carries, in file order."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    reader = PdfFileReader(io.BytesIO(pdf))
+    return [[c.chosen.dump() for c in sig.signed_data["certificates"]]
+            for sig in reader.embedded_signatures]
+
+
+def assert_each_certificate_once(pdf: bytes) -> None:
+    """Every CMS holds its signing certificate, and no certificate twice."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    reader = PdfFileReader(io.BytesIO(pdf))
+    for sig, certs in zip(reader.embedded_signatures, certificates_in_each_cms(pdf),
+                          strict=True):
+        assert len(certs) == len(set(certs)), f"{sig.field_name}: a certificate twice"
+        assert sig.signer_cert.dump() in certs, f"{sig.field_name}: no signing certificate"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.helpers import auth, metadata, sign, upload
+from tests.integration.helpers import assert_each_certificate_once, auth, metadata, sign, upload
 
 pytestmark = pytest.mark.integration
 SAMPLE = "hoc-ba-thcs-libreoffice-pdfa.pdf"
@@ -82,6 +82,7 @@ def test_csc_then_agent_two_step_then_hsm_is_b_lta(
     assert r.get_json()["status"] == "archived"
 
     pdf = http.get(f"/v1/records/{rid}/document", headers=auth(key)).data
+    assert_each_certificate_once(pdf)  # CSC, two-step and PKCS#11 signatures alike
     out = tmp_path / "final.pdf"
     out.write_bytes(pdf)
     res = subprocess.run([PYHANKO, "sign", "adesverify", "--trust",

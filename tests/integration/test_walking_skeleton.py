@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import postgres_database
-from tests.integration.helpers import metadata, sign, upload, verify
+from tests.integration.helpers import (
+    assert_each_certificate_once,
+    metadata,
+    sign,
+    upload,
+    verify,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.tools]
 PYHANKO = str(Path(sys.executable).parent / "pyhanko")
@@ -123,6 +129,12 @@ def test_pyhanko_cli_reports_three_valid_signatures(archived_records: dict[str, 
         lines = [ln for ln in res.stdout.splitlines() if ln.startswith("Sig_")]
         assert len(lines) == 3, res.stdout
         assert all(":INTACT:TRUSTED" in ln for ln in lines), res.stdout
+
+
+def test_each_signature_carries_each_certificate_once(archived_records: dict[str, Any]
+                                                      ) -> None:
+    for item in archived_records["records"].values():
+        assert_each_certificate_once(item["pdf"])
 
 
 @pytest.mark.skipif(shutil.which("pdfsig") is None, reason="poppler-utils not installed")

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import re
 import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
+from asn1crypto import ocsp, x509
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.general import load_private_key_from_pemder_data
 from pyhanko.sign.signers import PdfTimeStamper, SimpleSigner
 from pyhanko.sign.timestamps import HTTPTimeStamper
@@ -113,6 +116,14 @@ def test_role_signatures_leave_the_dss_to_finish_lta(
     update, after = final[len(pdf):].split(b"%%EOF")  # one revision: DSS + timestamp
     assert b"/DSS" in update and b"/OCSPs" in update and b"/ETSI.RFC3161" in update
     assert after.strip() == b""
+    dss = PdfFileReader(io.BytesIO(final)).root["/DSS"]
+    certs = [ref.get_object() for ref in dss["/Certs"]]
+    ocsps = [ref.get_object() for ref in dss["/OCSPs"]]
+    assert all(s["/Filter"] == "/FlateDecode" for s in certs + ocsps)  # stored deflated
+    assert {x509.Certificate.load(s.data).subject.human_friendly for s in certs} >= {
+        load_chain([pki / "certs" / "teacher-1.pem"])[0].subject.human_friendly}
+    assert all(ocsp.OCSPResponse.load(s.data)["response_status"].native == "successful"
+               for s in ocsps)
 
     live_responder.stop()  # everything needed is in the file now (the fixture restarts it)
     roots = load_chain([pki / "root.pem"])
