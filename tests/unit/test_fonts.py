@@ -11,7 +11,13 @@ from fontTools.ttLib import TTFont
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
-from signer.pades.fonts import LAYOUT_TABLES, StampFont, prepare_stamp_font, stamp_font_factory
+from signer.pades.fonts import (
+    LAYOUT_TABLES,
+    StampFont,
+    StampFontFactory,
+    prepare_stamp_font,
+    stamp_font_factory,
+)
 from signer.settings import DEFAULT_FONT
 
 TEXT = "Giáo viên chủ nhiệm: Nguyễn Thị Thủy — Trường Tiểu học Ỷ Lan, ký lúc 23/11/2026"
@@ -105,3 +111,51 @@ def test_the_program_holds_the_glyphs_used_and_no_others() -> None:
     drawn = {g for g in range(len(p_order)) if program["glyf"][p_order[g]].numberOfContours}
     assert len(drawn) <= len(gids) + 40  # plus composite parts, not the whole font
     assert not any(tag in program for tag in LAYOUT_TABLES)
+
+
+def _written(engine: Any, writer: PdfFileWriter) -> dict[str, Any]:
+    """What an engine puts in the PDF: widths, ToUnicode map, font descriptor, name."""
+    font = writer.get_object(engine.as_resource().reference)
+    cid = font["/DescendantFonts"][0].get_object()
+    descriptor = {k: v for k, v in cid["/FontDescriptor"].items()
+                  if k not in ("/FontFile2", "/FontName")}  # the name has a random prefix
+    return {"widths": list(cid["/W"]), "descriptor": descriptor,
+            "to_unicode": font["/ToUnicode"].get_object().data,
+            "base": str(font["/BaseFont"]).split("+", 1)[1]}
+
+
+def test_engines_share_one_parsed_font_and_write_what_a_fresh_parse_writes() -> None:
+    font = prepare_stamp_font(Path(DEFAULT_FONT))
+    face = hb.Face(font.shaping)
+    shared = stamp_font_factory(font, face, 8)
+    fresh = StampFontFactory(str(font.outlines), font_size=8, shaping_face=face,
+                             subsets=font.subsets)  # parses the file, as pyHanko does
+    got = []
+    for factory in (shared, fresh, shared):
+        writer = PdfFileWriter()
+        engine = factory.create_font_engine(writer)
+        ops = engine.shape(TEXT).graphics_ops
+        engine.prepare_write()
+        got.append((engine.tt, ops, _written(engine, writer)))
+    assert got[0][0] is got[2][0] is font.parsed.tt  # one parse for every stamp
+    assert got[1][0] is not font.parsed.tt
+    assert got[0][1:] == got[1][1:] == got[2][1:]
+
+
+def test_threads_stamping_at_once_get_the_same_font_objects() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    font = prepare_stamp_font(Path(DEFAULT_FONT))
+    factory = stamp_font_factory(font, hb.Face(font.shaping), 8)
+    texts = [TEXT, DECOMPOSED, NEEDS_GPOS, "Hiệu trưởng Trần Văn Minh"] * 8
+
+    def stamp(text: str) -> Any:
+        writer = PdfFileWriter()
+        engine = factory.create_font_engine(writer)
+        ops = engine.shape(text).graphics_ops
+        engine.prepare_write()
+        return ops, _written(engine, writer)
+
+    alone = [stamp(t) for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(stamp, texts)) == alone
