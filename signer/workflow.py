@@ -228,10 +228,11 @@ class Hocba:
         """Sign with a server-held key (HSM, dev software key) or a remote signing
         credential (CSC; `authorization` carries the one-time OTP/PIN, used once)."""
         row = self.record_row(actor.client, record_id)
+        signed_roles = self.signed_roles(row)
         last_role = self.policies[row.record_type].roles[-1].name
-        if self.awaits_archiving(row) and role_name == last_role:
+        if self.awaits_archiving(row, signed_roles) and role_name == last_role:
             return self.finish(actor, row)  # the last signature landed; archiving failed
-        policy, role = self.next_role_check(row, role_name)
+        policy, role = self.next_role_check(row, role_name, signed_roles)
         key = self.keys.get(key_name, actor.client.schools)
         self.check_key_for(key, role, row)
         job = RoleSigning(policy, role, row.school_name, role.name == policy.roles[0].name)
@@ -239,7 +240,7 @@ class Hocba:
             run(self._sign_one(current, signed, key, job, authorization))
             release_garbage(row.current_size)
             return self.commit_signature(actor, row, policy, role, signed, key.certificate,
-                                         key_name)
+                                         key_name, signed_before=signed_roles)
 
     def check_key_for(self, key: KeyBackend, role: Any, row: RecordRow) -> None:
         self.check_certificate(key.certificate, key.chain, role, row.school_code)
@@ -265,10 +266,12 @@ class Hocba:
             raise DependencyError(f"signing failed: {e}", code="signing_failed") from e
 
     def commit_signature(self, actor: Actor, row: RecordRow, policy: Policy, role: Any,
-                         signed: bytes | BinaryIO, cert: Any, key_name: str | None
-                         ) -> RecordRow:
+                         signed: bytes | BinaryIO, cert: Any, key_name: str | None, *,
+                         signed_before: set[str] | None = None) -> RecordRow:
         """Store the new revision and move `current` to it (compare-and-set); archive
-        the record when this was the last role."""
+        the record when this was the last role. `signed_before`: the roles signed when
+        `row` was read, if the caller has them (the compare-and-set proves they still
+        are)."""
         obj = self._put(signed, Area.WORKING)
         try:
             row = self.index.add_signature(
@@ -284,7 +287,9 @@ class Hocba:
         except StaleRevision as e:
             raise Conflict("the record changed while signing; fetch it and retry",
                            code="stale_revision") from e
-        if policy.next_role({s.role for s in self.index.list_signatures(row.id)}) is None:
+        if signed_before is None:
+            signed_before = self.signed_roles(row) - {role.name}
+        if policy.next_role(signed_before | {role.name}) is None:
             row = self.finish(actor, row, current=signed)
         return row
 
@@ -292,7 +297,13 @@ class Hocba:
                           school_code: str) -> None:
         run(check_certificate(cert, chain, role, school_code, self.services))
 
-    def next_role_check(self, row: RecordRow, role_name: str) -> tuple[Policy, Any]:
+    def signed_roles(self, row: RecordRow) -> set[str]:
+        return {s.role for s in self.index.list_signatures(row.id)}
+
+    def next_role_check(self, row: RecordRow, role_name: str,
+                        signed: set[str] | None = None) -> tuple[Policy, Any]:
+        """The policy and role if `role_name` signs next (`signed`: the roles signed, when
+        the caller has just read them)."""
         if row.status == ARCHIVED or row.superseded_by:
             raise Conflict(f"record {row.id} is {row.status}; it can no longer be signed",
                            code="record_closed")
@@ -303,7 +314,8 @@ class Hocba:
         if role is None:
             raise InvalidInput(f"role {role_name!r} is not in policy {policy.ref} "
                                f"(roles: {', '.join(policy.role_names)})", code="role_unknown")
-        signed = {s.role for s in self.index.list_signatures(row.id)}
+        if signed is None:
+            signed = self.signed_roles(row)
         if role.name in signed:
             raise Conflict(f"role {role.name} has already signed", code="already_signed")
         nxt = policy.next_role(signed)
@@ -351,19 +363,20 @@ class Hocba:
         self._release_working(row)
         return row
 
-    def awaits_archiving(self, row: RecordRow) -> bool:
+    def awaits_archiving(self, row: RecordRow, signed: set[str] | None = None) -> bool:
         """Every role signed, but archiving failed (TSA down, store refused, crash):
         repeating the last role's request retries the archiving."""
         policy = self.policies.get(row.record_type)
-        return (row.status != ARCHIVED and policy is not None
-                and policy.next_role({s.role for s in self.index.list_signatures(row.id)})
-                is None)
+        if row.status == ARCHIVED or policy is None:
+            return False
+        return policy.next_role(self.signed_roles(row) if signed is None else signed) is None
 
     def _release_working(self, row: RecordRow) -> None:
         shas = [row.original_sha256] + [s.revision_sha256
                                         for s in self.index.list_signatures(row.id)]
+        in_use = self.index.working_objects_in_use(shas, other_than=row.id)
         for sha in shas:
-            if self.index.working_object_in_use(sha, other_than=row.id):
+            if sha in in_use:
                 continue  # another record (same bytes) is still being signed
             try:
                 self.store.release_working(sha, row.current_sha256)

@@ -269,22 +269,27 @@ class Index:
                 "jobs": {str(k): int(v) for k, v in jobs.items()},
                 "audit": {"rows": int(audit or 0)}}
 
-    def working_object_in_use(self, sha256: str, *, other_than: str) -> bool:
-        """Whether a record other than `other_than`, not archived yet, still needs the
-        working object `sha256` (byte-identical uploads share one content-addressed name)."""
+    def working_objects_in_use(self, sha256s: Collection[str], *, other_than: str
+                               ) -> set[str]:
+        """Those of `sha256s` that a record other than `other_than`, not archived yet,
+        still needs as working objects (byte-identical uploads share one
+        content-addressed name)."""
+        wanted = sorted(set(sha256s))
+        if not wanted:
+            return set()
         r, sig = t.records.c, t.signatures.c
+        others = sa.and_(r.id != other_than, r.status != ARCHIVED)
         with self._read() as conn:
-            direct = conn.execute(
-                sa.select(r.id).where(r.id != other_than, r.status != ARCHIVED,
-                                      sa.or_(r.original_sha256 == sha256,
-                                             r.current_sha256 == sha256)).limit(1)).first()
-            if direct is not None:
-                return True
-            via_signature = conn.execute(
-                sa.select(sig.record_id).join(t.records, r.id == sig.record_id)
-                .where(sig.record_id != other_than, r.status != ARCHIVED,
-                       sig.revision_sha256 == sha256).limit(1)).first()
-            return via_signature is not None
+            used = set(conn.execute(
+                sa.select(r.original_sha256, r.current_sha256).where(
+                    others, sa.or_(r.original_sha256.in_(wanted),
+                                   r.current_sha256.in_(wanted)))).all())
+            used_by_signatures = conn.execute(
+                sa.select(sig.revision_sha256).distinct()
+                .join(t.records, r.id == sig.record_id)
+                .where(others, sig.revision_sha256.in_(wanted))).scalars().all()
+        found = {sha for pair in used for sha in pair} | set(used_by_signatures)
+        return found & set(wanted)
 
     def find_current_record(self, student_id_number: str, school_year: str,
                             record_type: str) -> RecordRow | None:

@@ -487,3 +487,20 @@ def test_plain_postgresql_urls_use_psycopg() -> None:
         assert (index.dialect, index._engine.dialect.driver) == ("postgresql", "psycopg")
     finally:
         index.close()
+
+
+def test_working_objects_in_use_names_those_another_open_record_needs(index: Index) -> None:
+    first = sign(index, new_record(index), TEACHER)
+    twin = new_record(index, student_id_number="001217000778")  # same upload bytes
+    shas = [obj(ORIGINAL).sha256, obj(TEACHER).sha256, obj(b"unknown").sha256]
+    assert index.working_objects_in_use(shas, other_than=first.id) == {obj(ORIGINAL).sha256}
+    assert index.working_objects_in_use(shas, other_than=twin.id) == {
+        obj(ORIGINAL).sha256, obj(TEACHER).sha256}  # first's original and its revision
+    twin = sign(index, twin, TEACHER)  # byte-identical revision: needed through the twin
+    assert index.working_objects_in_use(shas, other_than=first.id) == {
+        obj(ORIGINAL).sha256, obj(TEACHER).sha256}
+    assert index.working_objects_in_use([], other_than=first.id) == set()
+    done = index.mark_archived(twin.id, twin.current_sha256, obj(FINAL, Area.ARCHIVE),
+                               actor="x", audit_detail={})
+    assert done.status == ARCHIVED  # an archived record needs no working object
+    assert index.working_objects_in_use(shas, other_than=first.id) == set()
