@@ -93,6 +93,7 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from signer.aio import run
 from signer.errors import HocbaError, PdfRejected
+from signer.pades.poecache import document_scope
 
 __all__ = [
     "DocumentTimestampReport",
@@ -461,10 +462,11 @@ async def _verify(
 
     dss = _read_dss(reader)
     regular = list(reader.embedded_regular_signatures)
-    signatures = [
-        await _verify_signature(sig, spec, timing, role_by_field.get(sig.field_name), dss)
-        for sig in regular
-    ]
+    with document_scope():
+        signatures = [
+            await _verify_signature(sig, spec, timing, role_by_field.get(sig.field_name), dss)
+            for sig in regular
+        ]
     ts_spec = replace(spec.signature_validation_spec, local_knowledge=dss)
     doc_timestamps = [
         await _verify_doc_timestamp(ts, ts_spec, timing)

@@ -1,0 +1,90 @@
+"""The document timestamp chain processed once per verified file: the same reports as
+pyHanko processing it for every signature, for a valid record, one changed after
+signing, and when the chain fails to validate."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from asn1crypto import x509
+from pyhanko.sign.validation import errors
+from pyhanko.sign.validation.policy_decl import LocalKnowledge
+
+from signer.pades import poecache, validate
+from signer.pades.validate import verify_pdf_sync
+from tests.unit import validate_fixtures as fx
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def record(responder: Any) -> bytes:
+    return fx.lta_record()
+
+
+def report(pdf: bytes) -> dict[str, Any]:
+    d = verify_pdf_sync(pdf, trust_roots=[fx.dev_root()], role_by_field=fx.role_by_field(),
+                        allow_fetching=False).as_dict()
+    for s in d["signatures"]:
+        s.pop("signing_time")
+    return d
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> dict[str, int]:
+    calls = {"build": 0, "validate": 0}
+    build, validate_chain = poecache._original_build, poecache._original_validate
+
+    def counted_build(*args: Any) -> Any:
+        calls["build"] += 1
+        return build(*args)
+
+    async def counted_validate(*args: Any) -> Any:
+        calls["validate"] += 1
+        if fail:
+            raise errors.SignatureValidationError("the chain does not validate (test)")
+        return await validate_chain(*args)
+
+    monkeypatch.setattr(poecache, "_original_build", counted_build)
+    monkeypatch.setattr(poecache, "_original_validate", counted_validate)
+    return calls
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["chain-valid", "chain-fails"])
+def test_once_per_file_and_the_same_reports(record: bytes, monkeypatch: pytest.MonkeyPatch,
+                                            fail: bool) -> None:
+    poecache.install()
+    changed = fx.with_text_added_after_signing(record)
+    calls = counting(monkeypatch, fail=fail)
+    kept = [report(record), report(changed)]
+    assert calls == {"build": 2, "validate": 2}  # one each per file, not per signature
+
+    monkeypatch.setattr(validate, "document_scope", nullcontext)
+    calls.update(build=0, validate=0)
+    plain = [report(record), report(changed)]
+    assert calls == {"build": 6, "validate": 6}  # three signatures each
+    assert kept == plain
+    if not fail:
+        assert kept[0]["indication"] == "TOTAL_PASSED"
+        assert kept[0]["level"] == "PAdES-B-LTA"
+    assert kept[1]["indication"] == "TOTAL_FAILED"
+
+
+def test_keys_take_settings_by_identity_and_knowledge_by_content(record: bytes) -> None:
+    base = validate._spec([fx.dev_root()], fetching=False,
+                          strict_timestamps=False).signature_validation_spec
+    root = fx.dev_root()
+    one = replace(base, local_knowledge=LocalKnowledge(known_certs=[root]))
+    same = replace(base, local_knowledge=LocalKnowledge(
+        known_certs=[x509.Certificate.load(root.dump())]))
+    assert poecache._spec_key(one) == poecache._spec_key(same)
+    assert poecache._spec_key(one) != poecache._spec_key(base)
+    per_operation = replace(base, revinfo_gathering_policy=replace(
+        base.revinfo_gathering_policy, fetcher_backend=object()))
+    assert poecache._spec_key(per_operation) == poecache._spec_key(base)
+    other_policy = replace(base, cert_validation_policy=replace(base.cert_validation_policy))
+    assert poecache._spec_key(other_policy) != poecache._spec_key(base)
+    assert poecache._spec_key(replace(base, local_knowledge=LocalKnowledge(
+        known_poes=[object()]))) is None  # never kept
