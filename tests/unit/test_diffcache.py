@@ -11,7 +11,6 @@ from pyhanko.sign.diff_analysis import policies
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from signer.pades import diffcache
-from signer.pades.validate import verify_pdf_sync
 from tests.unit import validate_fixtures as fx
 
 pytestmark = pytest.mark.integration
@@ -21,13 +20,6 @@ pytestmark = pytest.mark.integration
 def record(responder: Any) -> bytes:
     return fx.lta_record()
 
-
-def report(pdf: bytes) -> dict[str, Any]:
-    d = verify_pdf_sync(pdf, trust_roots=[fx.dev_root()], role_by_field=fx.role_by_field(),
-                        allow_fetching=False).as_dict()
-    for s in d["signatures"]:
-        s.pop("signing_time")
-    return d
 
 
 def test_same_reports_and_one_analysis_per_revision(
@@ -42,13 +34,13 @@ def test_same_reports_and_one_analysis_per_revision(
 
     monkeypatch.setattr(policies.StandardDiffPolicy, "review_file", counting)
     diffcache.install()
-    cached = [report(record), report(changed)]
+    cached = [fx.offline_report(record), fx.offline_report(changed)]
     once = sum(reviewed.values())
     assert reviewed and all(n <= 2 for n in reviewed.values()), reviewed  # one per file
 
     reviewed.clear()
     monkeypatch.setattr(EmbeddedPdfSignature, "evaluate_modifications", diffcache._ORIGINAL)
-    plain = [report(record), report(changed)]
+    plain = [fx.offline_report(record), fx.offline_report(changed)]
     assert cached == plain
     assert sum(reviewed.values()) > once  # what the cache saves
     assert cached[0]["indication"] == "TOTAL_PASSED"

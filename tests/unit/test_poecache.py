@@ -14,7 +14,6 @@ from pyhanko.sign.validation import errors
 from pyhanko.sign.validation.policy_decl import LocalKnowledge
 
 from signer.pades import poecache, validate
-from signer.pades.validate import verify_pdf_sync
 from tests.unit import validate_fixtures as fx
 
 pytestmark = pytest.mark.integration
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.integration
 def record(responder: Any) -> bytes:
     return fx.lta_record()
 
-
-def report(pdf: bytes) -> dict[str, Any]:
-    d = verify_pdf_sync(pdf, trust_roots=[fx.dev_root()], role_by_field=fx.role_by_field(),
-                        allow_fetching=False).as_dict()
-    for s in d["signatures"]:
-        s.pop("signing_time")
-    return d
 
 
 def counting(monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> dict[str, int]:
@@ -58,12 +50,12 @@ def test_once_per_file_and_the_same_reports(record: bytes, monkeypatch: pytest.M
     poecache.install()
     changed = fx.with_text_added_after_signing(record)
     calls = counting(monkeypatch, fail=fail)
-    kept = [report(record), report(changed)]
+    kept = [fx.offline_report(record), fx.offline_report(changed)]
     assert calls == {"build": 2, "validate": 2}  # one each per file, not per signature
 
     monkeypatch.setattr(validate, "document_scope", nullcontext)
     calls.update(build=0, validate=0)
-    plain = [report(record), report(changed)]
+    plain = [fx.offline_report(record), fx.offline_report(changed)]
     assert calls == {"build": 6, "validate": 6}  # three signatures each
     assert kept == plain
     if not fail:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from asn1crypto import pem, x509
 from pyhanko.pdf_utils import generic
@@ -191,3 +192,15 @@ def with_text_added_after_signing(pdf: bytes) -> bytes:
 if __name__ == "__main__":
     source, target = Path(sys.argv[1]), Path(sys.argv[2])
     target.write_bytes(_sign_lta_in_process(source.read_bytes()))
+
+
+def offline_report(pdf: bytes) -> dict[str, Any]:
+    """hocba's report on `pdf` from the file's own validation data, without the
+    signing times (they differ between records)."""
+    from signer.pades.validate import verify_pdf_sync
+
+    d = verify_pdf_sync(pdf, trust_roots=[dev_root()], role_by_field=role_by_field(),
+                        allow_fetching=False).as_dict()
+    for s in d["signatures"]:
+        s.pop("signing_time")
+    return d
