@@ -41,8 +41,9 @@ from signer.errors import (
     NotFound,
 )
 from signer.inputs import check_metadata, check_pdf
-from signer.keys import KeyBackend, KeyRegistry
+from signer.keys import KeyBackend
 from signer.keys.csc import CscKey
+from signer.keys.registry import KeyRegistry
 from signer.pades.context import SigningServices
 from signer.pades.sign import RoleSigning, finish_lta_to, sign_role_to
 from signer.pades.validate import verify_pdf
