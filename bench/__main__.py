@@ -273,14 +273,20 @@ def main() -> int:
         # (c) bulk verification CPU ----------------------------------------------------
         hfiles = sorted(str(p) for p in (RUN / "out" / "hocba").glob("*.pdf"))
         bfiles = sorted(str(p) for p in (RUN / "out" / "baseline").glob("*.pdf"))
-        log(f"(c) {k.verify_n} verifications per side over {len(hfiles)} records")
-        hc = run_child("hocba_verify", {**common, "files": hfiles, "n": k.verify_n,
-                                        "workdir": str(RUN / "svc")})
+        log(f"(c) archiving {k.verify_records} records (untimed), then verifying each once; "
+            f"baseline: {k.verify_n} verifications over its {len(bfiles)} outputs")
+        run_child("hocba_pipeline", {**common, "warmup": 0, "n": k.verify_records,
+                                     "id_base": 40_000, "workdir": str(RUN / "bulk"),
+                                     "outdir": str(RUN / "out" / "bulk")})
+        bulk = sorted(str(p) for p in (RUN / "out" / "bulk").glob("*.pdf"))
+        hc = run_child("hocba_verify", {**common, "files": bulk, "n": len(bulk),
+                                        "workdir": str(RUN / "bulk")})
         bc = run_child("baseline_verify", {**common, "files": bfiles, "n": k.verify_n,
                                            "workdir": str(RUN / "naive")})
         ratios["verify_cpu"] = ratio(bc["cpu_ms"], hc["cpu_ms"])
-        rows.append((f"(c) verify CPU ms / record ({k.verify_n} verifications over "
-                     f"{len(hfiles)} records; passed {hc['passed']}/{bc['passed']})",
+        rows.append((f"(c) verify CPU ms / record ({len(bulk)} records once; baseline "
+                     f"{k.verify_n}× its {len(bfiles)}; passed {hc['passed']}/{len(bulk)}, "
+                     f"{bc['passed']}/{k.verify_n})",
                      fmt(hc["cpu_ms"], "ms"), fmt(bc["cpu_ms"], "ms"),
                      rtxt(ratios["verify_cpu"])))
 
@@ -364,7 +370,7 @@ def main() -> int:
                      if p.exists() and not QUICK])
         log(f"pyhanko-cli adesverify on {len(sample)} outputs")
         results = [(Path(p).name, cli_validate(Path(p))) for p in sample]
-        passed = sum(ok for _n, ok in results)
+        cli_passed = sum(ok for _n, ok in results)
         rows.append(("pyhanko sign adesverify on a sample of outputs",
                      f"{sum(ok for n, ok in results if not n.startswith(('naive', 'big-b')))}"
                      f"/{sum(1 for n, _ in results if not n.startswith(('naive', 'big-b')))}"
@@ -372,7 +378,7 @@ def main() -> int:
                      f"{sum(ok for n, ok in results if n.startswith(('naive', 'big-b')))}"
                      f"/{sum(1 for n, _ in results if n.startswith(('naive', 'big-b')))}"
                      " passed", "–"))
-        if passed != len(results):
+        if cli_passed != len(results):
             notes.append("FAILED pyhanko-cli: " + ", ".join(n for n, ok in results if not ok))
     finally:
         for s in reversed(servers):

@@ -50,7 +50,8 @@ class Knobs:
     warmup: int = _int("BENCH_WARMUP", 1, 1)              # warm-up records / batches
     class_size: int = _int("BENCH_CLASS", 40, 10)          # (b)
     batch_reps: int = _int("BENCH_BATCH_REPS", 2, 1)       # (b)
-    verify_n: int = _int("BENCH_VERIFY_N", 24, 6)          # (c) verifications per side
+    verify_records: int = _int("BENCH_VERIFY_RECORDS", 200, 6)  # (c) hocba: each once
+    verify_n: int = _int("BENCH_VERIFY_N", 24, 6)          # (c) baseline: over its outputs
     cold_reps: int = _int("BENCH_COLD_REPS", 3, 1)         # (d)
     big_mb: int = _int("BENCH_BIG_MB", 200, 5)             # (e), the size
     http_requests: int = _int("BENCH_HTTP_REQUESTS", 128, 32)   # (f), cheap TSA
