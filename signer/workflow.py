@@ -288,9 +288,9 @@ class Hocba:
         except StaleRevision as e:
             raise Conflict("the record changed while signing; fetch it and retry",
                            code="stale_revision") from e
-        if signed_before is None:
-            signed_before = self.signed_roles(row) - {role.name}
-        if policy.next_role(signed_before | {role.name}) is None:
+        signed_now = (self.signed_roles(row) if signed_before is None
+                      else signed_before | {role.name})
+        if policy.next_role(signed_now) is None:
             row = self.finish(actor, row, current=signed)
         return row
 

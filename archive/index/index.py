@@ -274,22 +274,23 @@ class Index:
         """Those of `sha256s` that a record other than `other_than`, not archived yet,
         still needs as working objects (byte-identical uploads share one
         content-addressed name)."""
-        wanted = sorted(set(sha256s))
+        wanted = set(sha256s)
         if not wanted:
             return set()
+        names = sorted(wanted)
         r, sig = t.records.c, t.signatures.c
         others = sa.and_(r.id != other_than, r.status != ARCHIVED)
         with self._read() as conn:
             used = set(conn.execute(
                 sa.select(r.original_sha256, r.current_sha256).where(
-                    others, sa.or_(r.original_sha256.in_(wanted),
-                                   r.current_sha256.in_(wanted)))).all())
+                    others, sa.or_(r.original_sha256.in_(names),
+                                   r.current_sha256.in_(names)))).all())
             used_by_signatures = conn.execute(
                 sa.select(sig.revision_sha256).distinct()
                 .join(t.records, r.id == sig.record_id)
-                .where(others, sig.revision_sha256.in_(wanted))).scalars().all()
+                .where(others, sig.revision_sha256.in_(names))).scalars().all()
         found = {sha for pair in used for sha in pair} | set(used_by_signatures)
-        return found & set(wanted)
+        return found & wanted
 
     def find_current_record(self, student_id_number: str, school_year: str,
                             record_type: str) -> RecordRow | None:
