@@ -26,8 +26,8 @@ def _hocba(tsa_url: str, workdir: str, **extra: str) -> tuple[Any, Any]:
     Path(workdir).mkdir(parents=True, exist_ok=True)
     env = service_env(tsa_url, Path(workdir), **extra)
     os.environ.update(env)  # SOFTHSM2_CONF before the PKCS#11 library loads
+    from signer.service import Actor, Hocba
     from signer.settings import load_settings
-    from signer.workflow import Actor, Hocba
 
     h = Hocba(load_settings(env))
     client = next(c for c in h.clients.by_key_hash.values() if c.name == "school-1")
@@ -35,7 +35,7 @@ def _hocba(tsa_url: str, workdir: str, **extra: str) -> tuple[Any, Any]:
 
 
 def _create(h: Any, actor: Any, pdf: Any, n: int) -> Any:
-    return h.create_record(actor, pdf, json.dumps(metadata(n), ensure_ascii=False))
+    return h.records.create(actor, pdf, json.dumps(metadata(n), ensure_ascii=False))
 
 
 def _dir_bytes(path: Path) -> tuple[int, int]:
@@ -56,13 +56,13 @@ def hocba_pipeline(a: dict[str, Any]) -> dict[str, Any]:
         c0, w0 = time.process_time(), time.perf_counter()
         row = _create(h, actor, pdf, a["id_base"] + i)
         for role in ROLES:
-            row = h.sign_with_key(actor, row.id, role, KEYS[role])
+            row = h.key_signing.sign(actor, row.id, role, KEYS[role])
         c1, w1 = time.process_time(), time.perf_counter()
         assert row.status == "archived", row.status
         if i >= a["warmup"]:
             cpu.append((c1 - c0) * 1000)
             wall.append(w1 - w0)
-            final = h.document(row)
+            final = h.records.document(row)
             finals.append(len(final))
             (out / f"{row.id}.pdf").write_bytes(final)
     store = Path(a["workdir"]) / "store"
@@ -78,11 +78,11 @@ def hocba_pipeline(a: dict[str, Any]) -> dict[str, Any]:
 def hocba_batch(a: dict[str, Any]) -> dict[str, Any]:
     """(b) a class signed by one role (teacher, server-held key) in one batch job."""
     from bench.common import pdf_sample
-    from signer.jobs import JobRunner
+    from signer.service.jobs import JobRunner
 
     h, actor = _hocba(a["tsa_url"], a["workdir"])
     pdf = pdf_sample()
-    runner = JobRunner(h, poll_seconds=0.05)
+    runner = JobRunner(h.index, h.store, h.clients, h.key_signing, poll_seconds=0.05)
     sizes = [a["warmup_size"]] * a["warmup"] + [a["class_size"]] * a["reps"]
     n = a["id_base"]
     batches = []
@@ -92,8 +92,7 @@ def hocba_batch(a: dict[str, Any]) -> dict[str, Any]:
     walls, failed = [], 0
     for k, ids in enumerate(batches):
         w0 = time.perf_counter()
-        job = runner.submit(actor, {"role": "teacher", "key": KEYS["teacher"],
-                                    "record_ids": ids})
+        job = runner.submit(actor, "teacher", KEYS["teacher"], ids)
         while True:
             row = h.index.get_job(job.id)
             if row is not None and row.finished_at is not None:
@@ -109,15 +108,15 @@ def hocba_batch(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def hocba_verify(a: dict[str, Any]) -> dict[str, Any]:
-    """(c) Hocba.verify over archived records (offline first, as the service does)."""
+    """(c) hocba's verification over archived records (offline first, as the service does)."""
     h, _actor = _hocba(a["tsa_url"], a["workdir"])
     files = [Path(f).read_bytes() for f in a["files"]]
-    h.verify(files[0])  # warm-up
+    h.verification.verify(files[0])  # warm-up
     cpu, passed = [], 0
     for i in range(a["n"]):
         data = files[i % len(files)]
         c0 = time.process_time()
-        report = h.verify(data)
+        report = h.verification.verify(data)
         cpu.append((time.process_time() - c0) * 1000)
         passed += report["indication"] == "TOTAL_PASSED" and report["level"] == "PAdES-B-LTA"
     h.close()
@@ -139,7 +138,7 @@ def hocba_big(a: dict[str, Any]) -> dict[str, Any]:
     with Path(a["file"]).open("rb") as upload:
         row = _create(h, actor, upload, a["id_base"])
     for role in ROLES:
-        row = h.sign_with_key(actor, row.id, role, KEYS[role])
+        row = h.key_signing.sign(actor, row.id, role, KEYS[role])
     wall = time.perf_counter() - w0
     with h.store.open_object(row.current_sha256, Area.ARCHIVE) as final, \
             Path(a["out"]).open("wb") as out:

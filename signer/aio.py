@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,9 +26,15 @@ class _Boxed(Generic[T]):
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(coro)`, its result never repr'd."""
+    """`asyncio.run(coro)` from synchronous code, its result never repr'd; in a helper
+    thread when this thread already runs an event loop."""
 
     async def boxed() -> _Boxed[T]:
         return _Boxed(await coro)
 
-    return asyncio.run(boxed()).value
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(boxed()).value
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, boxed()).result().value

@@ -7,7 +7,10 @@ Request errors (4xx) are the caller's fault and change nothing. Dependency error
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # no import of the archive for a cold `hocba verify`
+    from archive.errors import ArchiveError
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class HocbaError(Exception):
         *,
         code: str | None = None,
         status: int | None = None,
+        title: str | None = None,
         errors: list[FieldError] | None = None,
     ) -> None:
         super().__init__(detail)
@@ -37,6 +41,8 @@ class HocbaError(Exception):
             self.code = code
         if status is not None:
             self.status = status
+        if title is not None:
+            self.title = title
         self.errors = list(errors or [])
 
     def problem(self) -> dict[str, Any]:
@@ -114,11 +120,6 @@ class DependencyError(HocbaError):
     title = "A dependency is unavailable"
 
 
-class StoreError(DependencyError):
-    code = "store_error"
-    title = "Object store error"
-
-
 class IntegrityError(HocbaError):
     """Stored bytes do not match their name, or a lock is not what was asked for."""
 
@@ -132,3 +133,24 @@ class ConfigError(HocbaError):
 
     code = "config_error"
     title = "Configuration error"
+
+
+# Archive (store, index, package) error codes -> the API problem each one is. A code not
+# listed is a dependency failure (503), under the caller's default code if it gives one.
+_ARCHIVE_PROBLEMS: dict[str, tuple[type[HocbaError], str]] = {
+    "stale_revision": (Conflict, "stale_revision"),
+    "record_exists": (Conflict, "record_exists"),
+    "idempotency_conflict": (Conflict, "idempotency_conflict"),
+    "supersedes_mismatch": (InvalidInput, "supersedes_mismatch"),
+    "supersedes_not_found": (InvalidInput, "supersedes_not_found"),
+    "share_link_not_found": (NotFound, "share_link_not_found"),
+    "share_link_expired": (Gone, "share_link_expired"),
+    "package_hash_mismatch": (IntegrityError, "integrity_error"),
+}
+
+
+def from_archive(e: ArchiveError, detail: str | None = None, *,
+                 default_code: str | None = None) -> HocbaError:
+    """The API problem for an archive error: `raise from_archive(e, ...) from e`."""
+    cls, code = _ARCHIVE_PROBLEMS.get(e.code, (DependencyError, default_code or e.code))
+    return cls(detail or e.detail, code=code)

@@ -8,6 +8,7 @@ Loading rejects unknown keys and bad values, so a typo stops start-up.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ class Policy:
     def role(self, name: str) -> RolePolicy | None:
         return next((r for r in self.roles if r.name == name), None)
 
-    def next_role(self, signed: set[str]) -> RolePolicy | None:
+    def next_role(self, signed: Collection[str]) -> RolePolicy | None:
         """The first role in order that has not signed yet; None when all have."""
         return next((r for r in self.roles if r.name not in signed), None)
 

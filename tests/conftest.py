@@ -131,10 +131,7 @@ def app(service_settings: Any, live_responder: Responder, csc_server: Responder)
     flask_app = create_app(service_settings)
     flask_app.testing = True
     yield flask_app
-    runner = flask_app.extensions.get("hocba_jobs")
-    if runner is not None:
-        runner.stop()
-    flask_app.extensions["hocba"].close()
+    flask_app.extensions["hocba"].close()  # stops its job runner too
 
 
 @pytest.fixture

@@ -6,28 +6,22 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from archive.errors import ArchiveError
-from signer.errors import HocbaError
+from signer.errors import HocbaError, from_archive
+from signer.service import Hocba
 from signer.settings import Settings, load_settings
-from signer.workflow import Hocba
 
 access_log = logging.getLogger("hocba.access")
 log = logging.getLogger("hocba")
 
 
-def problem_response(status: int, code: str, title: str, detail: str,
-                     errors: list[dict[str, str]] | None = None) -> Response:
-    body: dict[str, Any] = {"type": f"https://hocba.example/problems/{code}", "title": title,
-                            "status": status, "detail": detail, "code": code}
-    if errors:
-        body["errors"] = errors
-    g.outcome = code
-    return Response(json.dumps(body, ensure_ascii=False), status=status,
+def problem_response(error: HocbaError) -> Response:
+    g.outcome = error.code
+    return Response(json.dumps(error.problem(), ensure_ascii=False), status=error.status,
                     mimetype="application/problem+json")
 
 
@@ -71,28 +65,29 @@ def create_app(settings: Settings | None = None, *, service: Hocba | None = None
     def _hocba(e: HocbaError) -> Response:
         if e.status >= 500:
             log.warning("dependency/internal error %s: %s", e.code, e.detail)
-        return problem_response(e.status, e.code, e.title, e.detail,
-                                [{"field": x.field, "message": x.message} for x in e.errors])
+        return problem_response(e)
 
     @app.errorhandler(ArchiveError)
-    def _archive(e: ArchiveError) -> Response:
+    def _archive(e: ArchiveError) -> Response:  # one the service did not translate
         log.error("archive error %s: %s", e.code, e)
-        return problem_response(503, e.code, "Archive error", str(e))
+        return problem_response(from_archive(e))
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(e: RequestEntityTooLarge) -> Response:
-        return problem_response(413, "pdf_too_large", "Payload too large",
-                                f"the request exceeds {settings.max_pdf_bytes} bytes")
+        return problem_response(HocbaError(
+            f"the request exceeds {settings.max_pdf_bytes} bytes", code="pdf_too_large",
+            status=413, title="Payload too large"))
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response:
         code = (e.name or "error").lower().replace(" ", "_")
-        return problem_response(e.code or 500, code, e.name or "Error", e.description or "")
+        return problem_response(HocbaError(e.description or "", code=code,
+                                           status=e.code or 500, title=e.name or "Error"))
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:
         log.exception("unexpected error")
-        return problem_response(500, "internal_error", "Internal error",
-                                f"request {g.get('request_id')} failed; it is logged")
+        return problem_response(HocbaError(
+            f"request {g.get('request_id')} failed; it is logged"))
 
     return app

@@ -6,22 +6,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import g, request
 
-from signer.clients import Client
 from signer.errors import Forbidden, Unauthorized
-from signer.workflow import Hocba
+from signer.http.common import service
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def service() -> Hocba:
-    return cast(Hocba, current_app.extensions["hocba"])
-
-
-def client() -> Client:
-    return cast(Client, g.client)
-
 
 def require(*scopes: str) -> Callable[[F], F]:
     """Bearer API key with at least one of `scopes` (401 without a known key, 403 without

@@ -12,7 +12,7 @@ from flask import Response, request
 
 from archive.index.rows import IdempotencyWrite
 from signer.errors import Conflict, InvalidInput
-from signer.http.auth import client, service
+from signer.http.common import client, service
 
 
 def request_hash(*parts: bytes | IO[bytes]) -> str:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, Response
 
-from signer.errors import NotFound
-from signer.http.auth import service
+from signer.http.common import service
+from signer.http.schemas import OPENAPI_PATH
 
 bp = Blueprint("ops", __name__)
-OPENAPI_CANDIDATES = (Path(__file__).resolve().parents[2] / "openapi.yaml",
-                      Path.cwd() / "openapi.yaml")
 
 
 @bp.get("/healthz")
@@ -21,25 +17,22 @@ def healthz() -> dict[str, str]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict[str, object], int]:
-    checks = service().ready()
+    checks = service().health.checks()
     ok = all(v == "ok" for v in checks.values())
     return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
 
 
 @bp.get("/openapi.yaml")
 def openapi() -> Response:
-    path = next((p for p in OPENAPI_CANDIDATES if p.is_file()), None)
-    if path is None:
-        raise NotFound("openapi.yaml is not installed", code="not_found")
-    return Response(path.read_text(encoding="utf-8"), mimetype="application/yaml")
+    return Response(OPENAPI_PATH.read_text(encoding="utf-8"), mimetype="application/yaml")
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text: index-backed gauges (the same whichever worker answers)."""
     svc = service()
-    totals = svc.index.totals()
-    ready = svc.ready()
+    totals = svc.health.totals()
+    ready = svc.health.checks()
     lines = ["# HELP hocba_records Records in the index by status.",
              "# TYPE hocba_records gauge"]
     lines += [f'hocba_records{{status="{k}"}} {v}' for k, v in sorted(totals["records"].items())]

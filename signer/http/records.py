@@ -1,4 +1,4 @@
-"""/v1/records: create, read, download, sign with server-held keys."""
+"""/v1/records: create, read, download, sign with server-held or remote keys."""
 
 from __future__ import annotations
 
@@ -8,21 +8,11 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 
 from signer.errors import InvalidInput, RequestError
-from signer.http.auth import client, require, service
+from signer.http.auth import require
+from signer.http.common import actor, client, json_body, pdf_response, service
 from signer.http.idempotency import idempotent, request_hash
-from signer.workflow import Actor
 
 bp = Blueprint("records", __name__, url_prefix="/v1/records")
-
-
-def json_body() -> dict[str, Any]:
-    try:
-        body = json.loads(request.get_data(cache=True) or b"null")
-    except ValueError as e:
-        raise RequestError("the body is not valid JSON", code="body_invalid_json") from e
-    if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object", code="body_invalid_json")
-    return body
 
 
 @bp.post("")
@@ -41,12 +31,12 @@ def create() -> Response:
                            code="multipart_missing_part")
     assert upload is not None and metadata is not None
     pdf = upload.stream  # Werkzeug spools a large upload to a temporary file: kept there
-    svc = service()
+    records = service().records
 
     def produce() -> tuple[dict[str, Any], int]:
-        row = svc.create_record(Actor.of(client()), pdf, metadata)
+        row = records.create(actor(), pdf, metadata)
         g.record_id = row.id
-        return svc.view(row), 201
+        return records.view(row), 201
 
     return idempotent(request_hash(pdf, metadata.encode()), produce)
 
@@ -54,40 +44,28 @@ def create() -> Response:
 @bp.get("/<record_id>")
 @require("records:write")
 def get(record_id: str) -> dict[str, Any]:
-    svc = service()
-    return svc.view(svc.record_row(client(), record_id))
+    records = service().records
+    return records.view(records.row(client(), record_id))
 
 
 @bp.get("/<record_id>/document")
 @require("records:write")
 def document(record_id: str) -> Response:
-    svc = service()
-    row = svc.record_row(client(), record_id)
-    etag = row.current_sha256
-    if request.if_none_match.contains(etag):
-        return Response(status=304, headers={"ETag": f'"{etag}"'})
-    resp = Response(svc.document(row), mimetype="application/pdf")
-    resp.headers["ETag"] = f'"{etag}"'
-    resp.headers["Content-Disposition"] = f'attachment; filename="{row.id}.pdf"'
-    return resp
+    records = service().records
+    row = records.row(client(), record_id)
+    return pdf_response(lambda: records.document(row), row.current_sha256, f"{row.id}.pdf")
 
 
 @bp.post("/<record_id>/signatures")
 @require("records:sign")
 def sign(record_id: str) -> Response:
     body = json_body()
-    role, key = body.get("role"), body.get("key")
-    bad = [f for f, v in (("role", role), ("key", key)) if not isinstance(v, str) or not v]
-    if bad:
-        raise InvalidInput(f"missing or empty: {', '.join(bad)}", code="body_invalid")
     svc = service()
-    assert isinstance(role, str) and isinstance(key, str)
-
-    authorization = body.get("authorization")
 
     def produce() -> tuple[dict[str, Any], int]:
-        row = svc.sign_with_key(Actor.of(client()), record_id, role, key, authorization)
-        return svc.view(row), 200
+        row = svc.key_signing.sign(actor(), record_id, body["role"], body["key"],
+                                   body.get("authorization"))
+        return svc.records.view(row), 200
 
     # the one-time authorization is not part of the fingerprint (it is never kept)
     fingerprint = {k: v for k, v in body.items() if k != "authorization"}

@@ -7,17 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from signer.http.auth import client, require, service
+from signer.http.auth import require
+from signer.http.common import actor, json_body, service
 from signer.http.idempotency import idempotent, request_hash
-from signer.http.records import json_body
-from signer.sessions import Sessions
-from signer.workflow import Actor
 
 bp = Blueprint("sessions", __name__)
-
-
-def _sessions() -> Sessions:
-    return Sessions(service())
 
 
 def _fingerprint(body: dict[str, Any]) -> str:
@@ -30,8 +24,8 @@ def start(record_id: str) -> Response:
     body = json_body()
 
     def produce() -> tuple[dict[str, Any], int]:
-        return _sessions().start(Actor.of(client()), record_id, str(body.get("role", "")),
-                                 body.get("certificate_chain")), 201
+        return service().two_step.start(actor(), record_id, body["role"],
+                                        body["certificate_chain"]), 201
 
     return idempotent(_fingerprint(body), produce)
 
@@ -40,11 +34,11 @@ def start(record_id: str) -> Response:
 @require("records:sign")
 def complete(session_id: str) -> Response:
     body = json_body()
+    svc = service()
 
     def produce() -> tuple[dict[str, Any], int]:
-        row = _sessions().complete(Actor.of(client()), session_id,
-                                   body.get("signature_value"))
-        return service().view(row), 200
+        row = svc.two_step.complete(actor(), session_id, body["signature_value"])
+        return svc.records.view(row), 200
 
     return idempotent(_fingerprint(body), produce)
 
@@ -55,9 +49,9 @@ def start_batch() -> Response:
     body = json_body()
 
     def produce() -> tuple[dict[str, Any], int]:
-        return _sessions().start_batch(Actor.of(client()), str(body.get("role", "")),
-                                       body.get("certificate_chain"),
-                                       body.get("record_ids")), 201
+        return service().two_step.start_batch(actor(), body["role"],
+                                              body["certificate_chain"],
+                                              body["record_ids"]), 201
 
     return idempotent(_fingerprint(body), produce)
 
@@ -68,7 +62,7 @@ def complete_batch(session_id: str) -> Response:
     body = json_body()
 
     def produce() -> tuple[dict[str, Any], int]:
-        return _sessions().complete_batch(Actor.of(client()), session_id,
-                                          body.get("signatures")), 200
+        return service().two_step.complete_batch(actor(), session_id,
+                                                 body["signatures"]), 200
 
     return idempotent(_fingerprint(body), produce)

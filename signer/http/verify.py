@@ -3,14 +3,14 @@ the page a record's QR code points at (Vietnamese, with an English toggle)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
 
-from archive.index.rows import ARCHIVED
+from archive.times import parse_rfc3339
 from signer.errors import InvalidInput
-from signer.http.auth import service
+from signer.http.common import service
 
 bp = Blueprint("verify", __name__, template_folder="templates")
 VIETNAM = timezone(timedelta(hours=7))
@@ -32,7 +32,7 @@ def vn_time(value: str | None) -> str:
     if not value:
         return ""
     try:
-        dt = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        dt = parse_rfc3339(value)
     except ValueError:
         return value
     return dt.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M:%S")
@@ -44,34 +44,29 @@ def verify() -> dict[str, Any]:
     if upload is None:
         raise InvalidInput("send multipart/form-data with the PDF in part `document`",
                            code="multipart_missing_part")
-    return service().verify(upload.read())
-
-
-def _archived_row(record_id: str) -> Any:
-    row = service().index.get_record(record_id)
-    return row if row is not None and row.status == ARCHIVED else None
+    return service().verification.verify(upload.read())
 
 
 @bp.get("/verify/<record_id>")
 def page(record_id: str) -> Response:
     svc = service()
-    row = _archived_row(record_id)
+    row = svc.catalog.public_archived(record_id)
     if row is None:
         html = render_template("verify.html", found=False, record_id=record_id)
         return Response(html, status=404, mimetype="text/html")
-    report = svc.verify(svc.document(row))
+    report = svc.verification.verify(svc.records.document(row))
     html = render_template("verify.html", found=True, record_id=record_id, row=row,
-                                  report=report, view=svc.view(row))
+                           report=report, view=svc.records.view(row))
     return Response(html, mimetype="text/html")
 
 
 @bp.get("/verify/<record_id>/document")
 def page_document(record_id: str) -> Response:
     svc = service()
-    row = _archived_row(record_id)
+    row = svc.catalog.public_archived(record_id)
     if row is None:
         return Response("not found", status=404, mimetype="text/plain")
-    resp = Response(svc.document(row), mimetype="application/pdf")
+    resp = Response(svc.records.document(row), mimetype="application/pdf")
     resp.headers["Content-Disposition"] = f'inline; filename="{record_id}.pdf"'
     resp.headers["ETag"] = f'"{row.current_sha256}"'
     return resp

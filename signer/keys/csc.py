@@ -36,10 +36,9 @@ import contextlib
 import contextvars
 import logging
 import re
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from cryptography.exceptions import InvalidSignature
@@ -57,12 +56,12 @@ from pyhanko.sign.signers.csc_signer import (
 from pyhanko_certvalidator.registry import CertificateStore
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
+from signer.aio import run
 from signer.clients import KeyEntry
 from signer.errors import ConfigError, DependencyError, FieldError, HocbaError, InvalidInput
 from signer.keys.base import KeyBackend, cms_certificates, load_chain, parse_fully
 
 log = logging.getLogger("hocba.keys.csc")
-T = TypeVar("T")
 
 REFUSED_AUTHORIZATION = frozenset({"invalid_otp", "invalid_pin"})
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -92,17 +91,6 @@ async def _read_json(resp: aiohttp.ClientResponse) -> Any:
         return await resp.json(content_type=None)
     except ValueError:
         return None
-
-
-def _run_blocking(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from synchronous code (in a helper thread when this
-    thread already runs an event loop)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def parse_authorization(authorization: object) -> tuple[str | None, str | None]:
@@ -380,7 +368,7 @@ class CscKey(KeyBackend):
         self.session_info = CSCServiceSessionInfo(
             service_url=entry.csc_service_url, credential_id=entry.csc_credential_id,
         )
-        self.credential_info: CSCCredentialInfo = _run_blocking(self.fetch_credential_info)
+        self.credential_info: CSCCredentialInfo = run(self.fetch_credential_info())
         self.certificate = self.credential_info.signing_cert
         self.chain = list(self.credential_info.chain)
         if entry.certificate_chain_pem:

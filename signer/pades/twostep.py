@@ -32,7 +32,7 @@ import hashlib
 import json
 from dataclasses import dataclass, fields
 from io import BytesIO
-from typing import Any
+from typing import Any, BinaryIO
 
 from asn1crypto import algos, cms, crl, ocsp, x509
 from cryptography import x509 as cx509
@@ -212,8 +212,9 @@ def _path(certs: tuple[bytes, ...]) -> ValidationPath:
     return ValidationPath(CertTrustAnchor(root), rest[:-1], rest[-1] if rest else None)
 
 
-async def prepare(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Certificate],
-                  job: RoleSigning, services: SigningServices) -> PreparedSignature:
+async def prepare(pdf: bytes | BinaryIO, certificate: x509.Certificate,
+                  chain: list[x509.Certificate], job: RoleSigning, services: SigningServices
+                  ) -> PreparedSignature:
     """Everything of `sign_role` up to the signature value; see the module docstring."""
     ext = ExternalSigner(
         signing_cert=certificate,

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import bagit
 import pytest
 
-from signer.http.archive import SHARE_MIN_CONFIG
 from tests.integration.helpers import auth, make_app, metadata, problem, sign, upload
 
 pytestmark = pytest.mark.integration
@@ -251,12 +250,13 @@ def test_share_link_expires(app: Any, http: Any, api_keys: dict[str, str],
     record = chain[0]
     problem(share(http, api_keys["archivist"], record["id"], expires_in=30,
                   purpose="guardian"), 422, "body_invalid")
-    app.config[SHARE_MIN_CONFIG] = 1
+    shares = app.extensions["hocba"].shares
+    shares.min_seconds = 1
     try:
         resp = share(http, api_keys["archivist"], record["id"], expires_in=2,
                      purpose="guardian")
     finally:
-        app.config.pop(SHARE_MIN_CONFIG)
+        shares.min_seconds = 60
     assert resp.status_code == 201, resp.get_data(as_text=True)
     path = urlsplit(resp.get_json()["url"]).path
     got = http.get(path)

@@ -37,7 +37,7 @@ def test_lock_mismatch_is_never_success(app: Any, http: Any, api_keys: dict[str,
     assert ready.get_json()["checks"]["archive_lock"].startswith("error:")
 
     monkeypatch.undo()
-    service.lock_failure = None
+    service.archiving.lock_failure = None
     again = sign(http, key, rid, "seal", "school-1-seal")  # the same request retries
     assert again.status_code == 200, again.get_json()
     assert again.get_json()["status"] == "archived"

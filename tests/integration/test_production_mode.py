@@ -11,7 +11,7 @@ import pytest
 
 from signer.errors import ConfigError
 from signer.settings import load_settings
-from signer.workflow import Hocba
+from signer.service import Hocba
 
 pytestmark = pytest.mark.integration
 

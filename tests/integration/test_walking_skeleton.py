@@ -194,7 +194,7 @@ def test_offline_validation_from_what_the_file_carries(archived_records: dict[st
             lines = [ln for ln in res.stdout.splitlines() if ln.startswith("Sig_")]
             assert len(lines) == 3 and all(":INTACT:TRUSTED" in ln for ln in lines), res.stdout
             service = archived_records["app"].extensions["hocba"]
-            report = service.verify(item["pdf"])
+            report = service.verification.verify(item["pdf"])
             assert report["indication"] == "TOTAL_PASSED", report
             assert report["level"] == "PAdES-B-LTA"
     finally:

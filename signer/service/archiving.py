@@ -1,0 +1,92 @@
+"""The end of a record's signing: revocation data and a document timestamp
+(PAdES-B-LTA), the final written locked, the record marked archived, its working
+revisions released."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from io import BytesIO
+from typing import BinaryIO
+
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
+
+from archive.errors import ArchiveError
+from archive.index import Index
+from archive.index.rows import RecordRow
+from archive.store import Area, ObjectStore
+from archive.times import rfc3339
+from signer.aio import run
+from signer.errors import DependencyError, from_archive
+from signer.pades.context import SigningServices
+from signer.pades.sign import finish_lta_to
+from signer.policy import Policy
+from signer.service.actors import Actor
+from signer.service.documents import Documents, release_garbage, scratch_file
+
+log = logging.getLogger("hocba.archiving")
+
+
+class Archiving:
+    def __init__(self, store: ObjectStore, index: Index, documents: Documents,
+                 policies: dict[str, Policy], services: SigningServices) -> None:
+        self.store = store
+        self.index = index
+        self.documents = documents
+        self.policies = policies
+        self.services = services
+        self.lock_failure: str | None = None  # the store kept a weaker lock than asked
+
+    def finish(self, actor: Actor, row: RecordRow, *, current: bytes | BinaryIO | None = None
+               ) -> RecordRow:
+        """All roles signed: revocation data + document timestamp, then archive.
+        `current`: the record's current revision when the caller holds it already."""
+        if current is None:
+            with self.documents.open(row.current_sha256, Area.WORKING) as stored:
+                return self.finish(actor, row, current=stored)
+        if isinstance(current, bytes):
+            current = BytesIO(current)
+        with scratch_file() as final:
+            self._finish_into(final, row, current)
+            return self._archive(final, actor, row)
+
+    def _finish_into(self, final: BinaryIO, row: RecordRow, current: BinaryIO) -> None:
+        policy = self.policies[row.record_type]
+        try:
+            run(finish_lta_to(current, final, policy, self.services))
+        except (SigningError, TimestampRequestError, OSError) as e:
+            raise DependencyError(f"archiving failed (document timestamp): {e}",
+                                  code="tsa_unavailable") from e
+        release_garbage(row.current_size)
+
+    def _archive(self, final: BinaryIO, actor: Actor, row: RecordRow) -> RecordRow:
+        try:
+            obj = self.store.put_archived_file(final)
+        except ArchiveError as e:
+            if e.code == "lock_mismatch":  # the store kept less than asked: never "archived"
+                self.lock_failure = f"{rfc3339(datetime.now(UTC))} {e.code}"
+                log.error("archive lock not as requested for record %s: %s", row.id, e)
+            raise from_archive(e, f"store refused the final: {e}",
+                               default_code="store_error") from e
+        try:
+            row = self.index.mark_archived(row.id, row.current_sha256, obj, actor=actor.name,
+                                           audit_detail={"sha256": obj.sha256,
+                                                         "size": obj.size})
+        except ArchiveError as e:
+            raise from_archive(e, "the record changed while archiving"
+                               if e.code == "stale_revision" else None) from e
+        self._release_working(row)
+        return row
+
+    def _release_working(self, row: RecordRow) -> None:
+        shas = [row.original_sha256] + [s.revision_sha256
+                                        for s in self.index.list_signatures(row.id)]
+        in_use = self.index.working_objects_in_use(shas, other_than=row.id)
+        for sha in shas:
+            if sha in in_use:
+                continue  # another record (same bytes) is still being signed
+            try:
+                self.store.release_working(sha, row.current_sha256)
+            except ArchiveError as e:  # kept, not lost: a later sweep retries
+                log.warning("working object %s kept: %s", sha, e.code)

@@ -1,0 +1,101 @@
+"""Records: created from a rendered PDF and its metadata, read back by their school."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any, BinaryIO
+
+from archive.errors import ArchiveError
+from archive.index import Index
+from archive.index.rows import ARCHIVED, RecordRow
+from archive.store import Area
+from signer.clients import Client
+from signer.errors import Conflict, InvalidInput, NotFound, from_archive
+from signer.inputs import check_metadata, check_pdf
+from signer.policy import Policy
+from signer.service.actors import Actor
+from signer.service.documents import Documents
+from signer.service.views import record_view
+from signer.settings import Settings
+
+RECORD_EXISTS = ("a record for this pupil, school year and record type exists; "
+                 "send a correction with `supersedes`")
+
+
+class Records:
+    def __init__(self, settings: Settings, index: Index, documents: Documents,
+                 policies: dict[str, Policy]) -> None:
+        self.settings = settings
+        self.index = index
+        self.documents = documents
+        self.policies = policies
+
+    def row(self, client: Client, record_id: str) -> RecordRow:
+        """The record, if one of the caller's schools holds it (404 either way)."""
+        row = self.index.get_record(record_id)
+        if row is None or not client.covers(row.school_code):
+            raise NotFound(f"no record {record_id}", code="record_not_found")
+        return row
+
+    def view(self, row: RecordRow) -> dict[str, Any]:
+        versions = self.index.list_versions(row.id) if row.status == ARCHIVED else None
+        return record_view(row, self.policies.get(row.record_type),
+                           self.index.list_signatures(row.id), versions,
+                           self.settings.public_base_url)
+
+    @staticmethod
+    def area(row: RecordRow) -> Area:
+        """Where the record's current revision is: archived ones in the locked area."""
+        return Area.ARCHIVE if row.status == ARCHIVED else Area.WORKING
+
+    def document(self, row: RecordRow) -> bytes:
+        return self.documents.get(row.current_sha256, self.area(row))
+
+    @contextmanager
+    def open_document(self, row: RecordRow) -> Iterator[BinaryIO]:
+        with self.documents.open(row.current_sha256, self.area(row)) as f:
+            yield f
+
+    def create(self, actor: Actor, pdf: bytes | IO[bytes], metadata_raw: str | bytes
+               ) -> RecordRow:
+        """A new record from its rendered PDF (bytes, or a seekable file: a large upload
+        is streamed to the store) and its metadata."""
+        meta = check_metadata(metadata_raw, known_record_types=set(self.policies))
+        if not actor.client.covers(meta.school_code):
+            raise NotFound(f"school {meta.school_code} is not covered by this API key",
+                           code="school_not_found")
+        check_pdf(pdf, max_bytes=self.settings.max_pdf_bytes)
+        policy = self.policies[meta.record_type]
+        current = self.index.find_current_record(meta.student_id_number, meta.school_year,
+                                                 meta.record_type)
+        if meta.supersedes is None and current is not None:
+            raise Conflict(RECORD_EXISTS, code="record_exists")
+        if meta.supersedes is not None:
+            old = self.index.get_record(meta.supersedes)
+            if old is None or not actor.client.covers(old.school_code):
+                raise NotFound(f"superseded record {meta.supersedes} not found",
+                               code="supersedes_not_found")
+            if (old.student_id_number, old.school_year, old.record_type) != (
+                    meta.student_id_number, meta.school_year, meta.record_type):
+                raise InvalidInput(f"record {old.id} is for another pupil, year or record type",
+                                   code="supersedes_mismatch")
+            if current is None or current.id != old.id:
+                raise Conflict(f"record {old.id} is not the newest version of this pupil's "
+                               "record; correct the newest one", code="supersedes_not_current")
+        obj = self.documents.put(pdf, Area.WORKING)
+        try:
+            return self.index.create_record(
+                tenant=actor.client.tenant, school_code=meta.school_code,
+                school_name=meta.school_name, record_type=meta.record_type,
+                policy=policy.ref, student_id_number=meta.student_id_number,
+                school_year=meta.school_year,
+                metadata_json=json.dumps(meta.raw, ensure_ascii=False, sort_keys=True),
+                original=obj, actor=actor.name,
+                audit_detail={"sha256": obj.sha256, "size": obj.size},
+                supersedes=meta.supersedes,
+            )
+        except ArchiveError as e:
+            detail = RECORD_EXISTS if e.code == "record_exists" else None
+            raise from_archive(e, detail, default_code="index_error") from e

@@ -1,0 +1,83 @@
+"""Verification for anyone (a report for any PDF, and whether hocba archived it), and
+the service's readiness."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from archive.errors import ArchiveError
+from archive.index import Index
+from archive.store import ObjectStore
+from signer.aio import run
+from signer.errors import DependencyError, HocbaError
+from signer.pades.context import SigningServices
+from signer.pades.validate import verify_pdf
+from signer.service.archiving import Archiving
+
+if TYPE_CHECKING:
+    from signer.keys.registry import KeyRegistry
+
+
+class Verification:
+    def __init__(self, index: Index, services: SigningServices,
+                 role_by_field: dict[str, str]) -> None:
+        self.index = index
+        self.services = services
+        self.role_by_field = role_by_field
+
+    def verify(self, pdf: bytes, *, allow_fetching: bool = True) -> dict[str, Any]:
+        report = run(verify_pdf(pdf, trust_roots=self.services.trust_roots,
+                                role_by_field=self.role_by_field,
+                                allow_fetching=allow_fetching)).as_dict()
+        version = self.index.find_version_by_sha256(hashlib.sha256(pdf).hexdigest())
+        report["archived"] = ({"record_id": version.record_id, "version": version.version}
+                              if version else None)
+        return report
+
+
+class Health:
+    def __init__(self, index: Index, store: ObjectStore, keys: KeyRegistry,
+                 archiving: Archiving, tsa_url: str) -> None:
+        self.index = index
+        self.store = store
+        self.keys = keys
+        self.archiving = archiving
+        self.tsa_url = tsa_url
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Counts for monitoring, the same whichever worker answers (from the index)."""
+        return self.index.totals()
+
+    def checks(self) -> dict[str, str]:
+        """Each dependency checked; 'ok' or a short reason (never a secret)."""
+        checks: dict[str, str] = {}
+
+        def probe(name: str, fn: Callable[[], None]) -> None:
+            try:
+                fn()
+                checks[name] = "ok"
+            except (HocbaError, ArchiveError, OSError) as e:
+                checks[name] = f"error: {type(e).__name__}"
+
+        probe("index", self.index.check)
+        probe("store", self.store.check)
+        probe("hsm", self.keys.token.check if self.keys.token else _no_hsm)
+        probe("tsa", lambda: _probe_http(self.tsa_url))
+        failure = self.archiving.lock_failure
+        checks["archive_lock"] = f"error: {failure}" if failure else "ok"
+        return checks
+
+
+def _no_hsm() -> None:
+    raise DependencyError("no PKCS#11 module configured")
+
+
+def _probe_http(url: str) -> None:
+    import requests
+
+    try:
+        requests.head(url, timeout=3)
+    except requests.RequestException as e:
+        raise DependencyError(f"TSA unreachable: {type(e).__name__}") from e

@@ -1,0 +1,73 @@
+"""What the API answers about records, versions and jobs (JSON-ready dicts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from archive.index.rows import ARCHIVED, JobRow, RecordRow, SignatureRow, VersionRow
+from archive.times import rfc3339, rfc3339_or_none
+from signer.policy import Policy
+
+
+def record_view(row: RecordRow, policy: Policy | None, signatures: list[SignatureRow],
+                versions: list[VersionRow] | None, public_base_url: str) -> dict[str, Any]:
+    """A record: its roles in policy order, signed or pending, and once archived where
+    its final is (`versions`: needed for archived records only)."""
+    signed = {s.role: s for s in signatures}
+    roles = policy.role_names if policy else tuple(signed)
+    sigs: list[dict[str, Any]] = []
+    for role in roles:
+        s = signed.get(role)
+        item: dict[str, Any] = {"role": role, "status": "signed" if s else "pending"}
+        if s:
+            item["signer"] = {"subject": s.signer_subject, "issuer": s.signer_issuer,
+                              "serial": s.signer_serial, "key": s.signer_key}
+            item["signed_at"] = rfc3339(s.signed_at)
+        sigs.append(item)
+    nxt = policy.next_role(set(signed)) if policy else None
+    meta = json.loads(row.metadata_json)
+    body: dict[str, Any] = {
+        "id": row.id, "status": row.status, "record_type": row.record_type,
+        "policy": row.policy, "school": meta.get("school"),
+        "school_year": row.school_year, "signatures": sigs,
+        "next_role": nxt.name if nxt and row.status != ARCHIVED else None,
+        "document": {"sha256": row.current_sha256, "size": row.current_size},
+        "supersedes": row.supersedes, "superseded_by": row.superseded_by,
+        "created_at": rfc3339(row.created_at), "updated_at": rfc3339(row.updated_at),
+    }
+    if row.status == ARCHIVED:
+        body["archive"] = {
+            "sha256": row.current_sha256, "size": row.current_size,
+            "archived_at": rfc3339_or_none(row.archived_at),
+            "version": versions[-1].version if versions else None,
+            "verify_url": f"{public_base_url}/verify/{row.id}",
+        }
+    return body
+
+
+def version_view(v: VersionRow) -> dict[str, Any]:
+    return {"version": v.version, "sha256": v.sha256, "size": v.size,
+            "created_at": rfc3339(v.created_at), "reason": v.reason}
+
+
+def signature_view(s: SignatureRow) -> dict[str, Any]:
+    """A signature as a package's metadata lists it."""
+    return {"role": s.role, "position": s.position, "field": s.field_name,
+            "signer": {"subject": s.signer_subject, "issuer": s.signer_issuer,
+                       "serial": s.signer_serial, "key": s.signer_key},
+            "signed_at": rfc3339(s.signed_at), "revision_sha256": s.revision_sha256}
+
+
+def chain_item_view(r: RecordRow) -> dict[str, Any]:
+    return {"id": r.id, "chain_version": r.chain_version, "status": r.status,
+            "supersedes": r.supersedes, "superseded_by": r.superseded_by,
+            "created_at": rfc3339(r.created_at), "archived_at": rfc3339_or_none(r.archived_at)}
+
+
+def job_view(job: JobRow) -> dict[str, Any]:
+    failed = job.failed
+    return {"job_id": job.id, "kind": job.kind, "status": job.status, "total": job.total,
+            "done": job.done - len(failed), "failed": failed,
+            "created_at": rfc3339(job.created_at),
+            "finished_at": rfc3339_or_none(job.finished_at)}
