@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from signer.errors import ConfigError
-from signer.settings import load_settings
 from signer.service import Hocba
+from signer.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
