@@ -61,7 +61,7 @@ def test_csc_then_agent_two_step_then_hsm_is_b_lta(
     assert "Ngô Thị Mai" in r.get_json()["signatures"][0]["signer"]["subject"]
 
     # the principal's key is on the school's USB token (SoftHSM2): the agent signs
-    from signer.agent import TokenKey, complete_session, start_session
+    from signer.agent import TokenKey
 
     token = clients_doc["client_token"]
     pin = Path(token["pin_file"]).read_text().strip()
@@ -70,12 +70,16 @@ def test_csc_then_agent_two_step_then_hsm_is_b_lta(
         with TokenKey(token["module"], pin_env="HOCBA_TOKEN_PIN",
                       token_label=token["token_label"], cert_label="client-principal-1",
                       chain_pems=[test_state / "pki/certs/interm.pem"]) as tk:
-            session = _via_test_client(http, key, "start", rid, "principal",
-                                       tk.certificate_chain())
+            chain = tk.certificate_chain()
+            session = _via_test_client(http, key, "start", rid, "principal", chain)
             value = tk.sign_digest(__import__("base64").b64decode(session["digest"]))
             done = _via_test_client(http, key, "complete", session["session_id"], value)
     assert done["signatures"][1]["status"] == "signed"
-    assert start_session and complete_session  # the agent's HTTP calls are tested elsewhere
+    from asn1crypto import pem, x509
+
+    token_cert = x509.Certificate.load(pem.unarmor(chain[0].encode())[2])
+    principal = done["signatures"][1]["signer"]
+    assert principal["subject"] == token_cert.subject.human_friendly, principal
 
     r = sign(http, key, rid, "seal", "school-1-seal")
     assert r.status_code == 200, r.get_json()

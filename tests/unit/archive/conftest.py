@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from archive.index import Index
+from tests.conftest import skip_or_fail
 
 PG_URL = os.environ.get("HOCBA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -36,26 +37,20 @@ def clock() -> StepClock:
     return StepClock(datetime(2025, 5, 20, 8, 0, 0, 123456, tzinfo=UTC))
 
 
-def _skip_or_fail(reason: str) -> None:
-    """CI sets HOCBA_REQUIRE_POSTGRES=1: there a missing PostgreSQL is a failure, not a skip."""
-    if os.environ.get("HOCBA_REQUIRE_POSTGRES") == "1":
-        pytest.fail(reason + " (HOCBA_REQUIRE_POSTGRES=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[sa.Engine]:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _skip_or_fail("psycopg is not installed: PostgreSQL index tests skipped")
+        skip_or_fail("psycopg is not installed: PostgreSQL index tests skipped",
+                     "HOCBA_REQUIRE_POSTGRES")
     engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(sa.select(1))
     except sa.exc.OperationalError as e:
         engine.dispose()
-        _skip_or_fail(f"PostgreSQL not reachable at {PG_URL}: {e.orig}")
+        skip_or_fail(f"PostgreSQL not reachable at {PG_URL}: {e.orig}", "HOCBA_REQUIRE_POSTGRES")
     yield engine
     engine.dispose()
 
