@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +39,9 @@ from typing import Any
 
 from archive.errors import ArchiveError, ObjectCorrupt, ObjectMissing
 from archive.index import ARCHIVED, AWAITING_SIGNATURES, AuditRow, Index, JobRow, ObjectRow
+from archive.leases import kept_lease
 from archive.store.base import Area, ObjectStore
+from archive.times import rfc3339
 
 log = logging.getLogger("hocba.fixity")
 
@@ -53,10 +56,6 @@ _EOF_SLACK = 64
 _EOF = re.compile(rb"%%EOF")
 
 Progress = Callable[[int, int], None]
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _utcnow() -> datetime:
@@ -144,8 +143,8 @@ class FixityReport:
             "missing": self.missing, "mismatched": self.mismatched,
             "unreadable": self.unreadable, "lock_problems": self.lock_problems,
             "orphans": self.orphans}
-        body: dict[str, Any] = {"ok": self.ok, "started_at": _iso(self.started_at),
-                                "finished_at": _iso(self.finished_at), "counts": self.counts()}
+        body: dict[str, Any] = {"ok": self.ok, "started_at": rfc3339(self.started_at),
+                                "finished_at": rfc3339(self.finished_at), "counts": self.counts()}
         truncated = False
         for name, items in lists.items():
             kept = items if limit is None else items[:limit]
@@ -238,7 +237,7 @@ class _Auditor:
         if not self.store.lock_is_sufficient(lock):
             self.result.lock_problems.append(LockProblem(
                 row.sha256, row.record_id, lock.mode,
-                _iso(lock.retain_until) if lock.retain_until else None, lock.legal_hold,
+                rfc3339(lock.retain_until) if lock.retain_until else None, lock.legal_hold,
                 "not the permanent lock this store gives archive objects"))
 
     # pass 2 ----------------------------------------------------------------------------
@@ -433,22 +432,19 @@ class _TakenOver(Exception):
 
 
 class _JobProgress:
-    """Audit progress -> the job row: throttled writes, the lease renewed as it goes."""
+    """Audit progress -> the job row, throttled; stops the audit once the lease is lost."""
 
-    def __init__(self, index: Index, job: JobRow, owner: str, lease_seconds: int,
+    def __init__(self, index: Index, job: JobRow, lost: threading.Event,
                  interval: float) -> None:
-        self.index, self.job, self.owner = index, job, owner
-        self.lease_seconds = lease_seconds
+        self.index, self.job, self.lost = index, job, lost
         self.interval = interval
         self.reported = job.done
-        self.last_write = self.last_renew = time.monotonic()
+        self.last_write = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
+        if self.lost.is_set():
+            raise _TakenOver
         now = time.monotonic()
-        if now - self.last_renew >= max(1.0, self.lease_seconds / 3):
-            if not self.index.renew_job_lease(self.job.id, self.owner, self.lease_seconds):
-                raise _TakenOver
-            self.last_renew = now
         if now - self.last_write >= self.interval:
             self.last_write = now
             self.advance(self.job.total if total == 0 else done * self.job.total // total)
@@ -467,9 +463,10 @@ def run_audit_job(store: ObjectStore, index: Index, job: JobRow, *, owner: str,
     store fails, `fixity.audit_failed` says why and the job is finished too. None when
     another worker took the job over (its lease ran out) or the audit failed."""
     actor = str(job.params.get("actor") or "system")
-    tracker = _JobProgress(index, job, owner, lease_seconds, progress_interval)
     try:
-        report = audit(store, index, progress=tracker, actor=actor, job_id=job.id)
+        with kept_lease(index, job.id, owner, lease_seconds) as lost:
+            tracker = _JobProgress(index, job, lost, progress_interval)
+            report = audit(store, index, progress=tracker, actor=actor, job_id=job.id)
     except _TakenOver:
         log.warning("fixity audit job %s was taken over; stopping here", job.id)
         return None

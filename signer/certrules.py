@@ -14,6 +14,7 @@ from asn1crypto import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
 
+from archive.times import rfc3339
 from signer.errors import CertificateNotAllowed
 from signer.policy import RolePolicy
 
@@ -35,7 +36,7 @@ def validity_rule(at: datetime) -> Rule:
         not_before = validity["not_before"].native
         not_after = validity["not_after"].native
         if not not_before <= at <= not_after:
-            return f"not valid at {at:%Y-%m-%dT%H:%M:%SZ} (valid {not_before} to {not_after})"
+            return f"not valid at {rfc3339(at)} (valid {not_before} to {not_after})"
         return None
 
     return rule

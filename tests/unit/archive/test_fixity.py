@@ -296,3 +296,32 @@ def test_failed_audit_job_is_finished_with_the_reason(index: Index, tmp_path: Pa
     row = find_audit_result(index, done)
     assert row is not None and row.action == AUDIT_FAILED_ACTION
     assert row.detail["code"] == "store_unavailable"
+
+
+def test_audit_job_taken_over_stops_without_a_report(
+        index: Index, store: FilesystemStore, archive_state: dict[str, Any]) -> None:
+    """Another worker claims the job once the lease lapsed: the audit stops, writes no
+    report and leaves the job to the new owner."""
+    import time
+
+    job = create_audit_job(index, tenant="DEMO-DEPT", actor="client:admin")
+    claimed = index.claim_job("worker-1", 1, kinds=(FIXITY_AUDIT,))
+    assert claimed is not None
+
+    class Slow(FilesystemStore):
+        def get(self, sha256: str, area: Area) -> bytes:
+            time.sleep(0.5)  # the lease is renewed every third of a second meanwhile
+            return super().get(sha256, area)
+
+    renew = index.renew_job_lease
+    index.renew_job_lease = lambda job_id, owner, seconds: False  # type: ignore[method-assign]
+    try:
+        report = run_audit_job(Slow(store.root), index, claimed, owner="worker-1",
+                               lease_seconds=1, progress_interval=0)
+    finally:
+        index.renew_job_lease = renew  # type: ignore[method-assign]
+
+    assert report is None
+    unfinished = index.get_job(job.id)
+    assert unfinished is not None and unfinished.status != JOB_FINISHED
+    assert find_audit_result(index, unfinished) is None
