@@ -33,6 +33,9 @@ from typing import Any
 
 import bagit
 
+from archive.errors import ArchiveError
+from archive.times import rfc3339
+
 PACKAGE_FORMAT = "hocba-record-package/1"
 BAG_SOFTWARE = f"hocba (bagit.py {bagit.VERSION})"
 NO_EVIDENCE = """\
@@ -53,13 +56,10 @@ _MAKE_BAG = (
 )
 
 
-class PackageError(Exception):
+class PackageError(ArchiveError):
     """The inputs do not make a sound package (e.g. bytes that do not match their hash)."""
 
-    def __init__(self, detail: str, *, code: str = "package_invalid") -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.code = code
+    code = "package_invalid"
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def bag_info(inp: PackageInput) -> dict[str, str]:
         "Bagging-Date": when.strftime("%Y-%m-%d"),
         "Bag-Software-Agent": BAG_SOFTWARE,
         "Hocba-Package-Format": PACKAGE_FORMAT,
-        "Hocba-Bagging-Time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "Hocba-Bagging-Time": rfc3339(when),
         "Hocba-School-Code": inp.school_code,
         "Hocba-Record-Type": inp.record_type,
         "Hocba-School-Year": inp.school_year,

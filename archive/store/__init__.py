@@ -48,10 +48,8 @@ def _open_s3(url: str, endpoint_url: str | None) -> S3ObjectLockStore:
         )
     if not parts.hostname:
         raise ValueError(f"S3 store URL needs a bucket: {url!r}")
-    try:
-        from archive.store.s3 import S3ObjectLockStore
-    except ImportError as e:  # boto3 is an optional dependency
-        raise ValueError(f"S3 store needs boto3 (pip install 'hocba[s3]'): {e}") from e
+    from archive.store.s3 import S3ObjectLockStore  # here: botocore loads only for S3
+
     return S3ObjectLockStore(
         parts.netloc, prefix=unquote(parts.path), endpoint_url=endpoint_url or None
     )

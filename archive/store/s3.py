@@ -37,13 +37,14 @@ Errors: botocore errors become ArchiveError (`store_unavailable` for the network
 throttling, `store_refused` for other refusals, `store_not_locked` for a bucket without
 versioning or Object Lock), chained with `from`. Messages carry the S3 error code and the
 server's message, never credentials.
+
+The bucket's setup and checks live in `s3bucket`, the error translation in `s3errors`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -70,60 +71,29 @@ from archive.store.base import (
     is_name,
     sha256_hex,
 )
+from archive.store.s3bucket import (
+    COMPLIANCE,
+    LIFECYCLE_RULE_ID,
+    RELEASED_NONCURRENT_DAYS,
+    check_lock_configuration,
+    prepare_bucket,
+)
+from archive.store.s3errors import (
+    NO_LOCK,
+    PRECONDITION,
+    error_code,
+    http_status,
+    is_not_found,
+    translate,
+)
 
-log = logging.getLogger(__name__)
-
-COMPLIANCE = "COMPLIANCE"
-LIFECYCLE_RULE_ID = "hocba-working-released"
-# Days a released (noncurrent) working version waits before lifecycle may expire it; it
-# goes only once its COMPLIANCE retention has also ended.
-RELEASED_NONCURRENT_DAYS = 1
+__all__ = ["COMPLIANCE", "LIFECYCLE_RULE_ID", "RELEASED_NONCURRENT_DAYS", "S3ObjectLockStore"]
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
-_NO_LOCK = {
-    "NoSuchObjectLockConfiguration",
-    "ObjectLockConfigurationNotFoundError",
-    "NoSuchObjectLegalHold",
-}
-_PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
-_UNAVAILABLE = {
-    "InternalError",
-    "ServiceUnavailable",
-    "SlowDown",
-    "RequestTimeout",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeTooSkewed",
-}
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _error_code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code", ""))
-
-
-def _status(e: ClientError) -> int:
-    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def _is_not_found(e: ClientError) -> bool:
-    return _error_code(e) in _NOT_FOUND or (_status(e) == 404 and _error_code(e) != "NoSuchBucket")
-
-
-def _translate(e: Exception, action: str) -> ArchiveError:
-    """A botocore error as an ArchiveError (the caller raises it `from e`)."""
-    if isinstance(e, ClientError):
-        code, status = _error_code(e), _status(e)
-        message = e.response.get("Error", {}).get("Message", "")
-        detail = f"S3 store cannot {action}: {code or status} {message}".rstrip()
-        if status >= 500 or code in _UNAVAILABLE or code == "NoSuchBucket":
-            return ArchiveError(detail, code="store_unavailable")
-        return ArchiveError(detail, code="store_refused")
-    return ArchiveError(f"S3 store cannot {action}: {e}", code="store_unavailable")
 
 
 def _b64_sha256(sha256: str) -> str:
@@ -231,130 +201,15 @@ class S3ObjectLockStore(ObjectStore):
         with self._ready_lock:
             if self._ready:
                 return
-            self._prepare_bucket()
-            self._ready = True
-
-    def _prepare_bucket(self) -> None:
-        c = self.client
-        try:
-            c.head_bucket(Bucket=self.bucket)
-        except ClientError as e:
-            if _status(e) != 404 and _error_code(e) not in ("404", "NoSuchBucket"):
-                raise _translate(e, f"reach bucket {self.bucket}") from e
-            self._create_bucket()
-        except BotoCoreError as e:
-            raise _translate(e, f"reach bucket {self.bucket}") from e
-        self._check_lock_configuration(set_default_if_missing=True)
-        if self.working_lifecycle:
-            self._ensure_lifecycle_rule()
-
-    def _create_bucket(self) -> None:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "ObjectLockEnabledForBucket": True}
-        region = getattr(self.client.meta, "region_name", None)
-        if region and region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            self.client.create_bucket(**kwargs)
-            log.info("created S3 bucket %s with Object Lock", self.bucket)
-        except ClientError as e:
-            if _error_code(e) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise _translate(e, f"create bucket {self.bucket}") from e
-        except BotoCoreError as e:
-            raise _translate(e, f"create bucket {self.bucket}") from e
-
-    def _not_locked(self, reason: str) -> ArchiveError:
-        return ArchiveError(
-            f"S3 bucket {self.bucket} cannot hold the archive: {reason}. Use a bucket created "
-            "with Object Lock enabled (versioning on, default retention COMPLIANCE).",
-            code="store_not_locked",
-        )
-
-    def _check_lock_configuration(self, *, set_default_if_missing: bool) -> None:
-        c = self.client
-        try:
-            versioning = c.get_bucket_versioning(Bucket=self.bucket).get("Status")
-        except (ClientError, BotoCoreError) as e:
-            raise _translate(e, f"read versioning of {self.bucket}") from e
-        if versioning != "Enabled":
-            raise self._not_locked(f"versioning is {versioning or 'off'}")
-        try:
-            config = c.get_object_lock_configuration(Bucket=self.bucket).get(
-                "ObjectLockConfiguration", {}
-            )
-        except ClientError as e:
-            if _error_code(e) in _NO_LOCK:
-                raise self._not_locked("Object Lock is not enabled") from e
-            raise _translate(e, f"read the Object Lock configuration of {self.bucket}") from e
-        except BotoCoreError as e:
-            raise _translate(e, f"read the Object Lock configuration of {self.bucket}") from e
-        if config.get("ObjectLockEnabled") != "Enabled":
-            raise self._not_locked("Object Lock is not enabled")
-        default = config.get("Rule", {}).get("DefaultRetention")
-        if default is None and set_default_if_missing:
-            self._set_default_retention()
-            return
-        if default is None:
-            raise self._not_locked("no default retention (an object could be stored unlocked)")
-        if default.get("Mode") != COMPLIANCE:
-            raise self._not_locked(f"default retention mode is {default.get('Mode')}")
-
-    def _set_default_retention(self) -> None:
-        """Default COMPLIANCE retention for anything written without explicit lock headers."""
-        try:
-            self.client.put_object_lock_configuration(
-                Bucket=self.bucket,
-                ObjectLockConfiguration={
-                    "ObjectLockEnabled": "Enabled",
-                    "Rule": {
-                        "DefaultRetention": {
-                            "Mode": COMPLIANCE,
-                            "Days": self.working_retention_days,
-                        }
-                    },
-                },
-            )
-        except (ClientError, BotoCoreError) as e:
-            raise _translate(e, f"set default retention on {self.bucket}") from e
-
-    def _lifecycle_rule(self) -> dict[str, Any]:
-        return {
-            "ID": LIFECYCLE_RULE_ID,
-            "Filter": {"Prefix": self._area_prefix(Area.WORKING)},
-            "Status": "Enabled",
-            # Only what release_working marked deleted: never a current working object.
-            "NoncurrentVersionExpiration": {"NoncurrentDays": RELEASED_NONCURRENT_DAYS},
-            "Expiration": {"ExpiredObjectDeleteMarker": True},
-        }
-
-    def _ensure_lifecycle_rule(self) -> None:
-        """Add (or update) our rule, keeping every other rule of the bucket as it is.
-
-        A failure here is logged, not raised: without the rule released working versions
-        stay (a cost), nothing is lost."""
-        c = self.client
-        ours = self._lifecycle_rule()
-        try:
-            try:
-                rules = c.get_bucket_lifecycle_configuration(Bucket=self.bucket).get("Rules", [])
-            except ClientError as e:
-                if _error_code(e) != "NoSuchLifecycleConfiguration":
-                    raise
-                rules = []
-            current = [r for r in rules if r.get("ID") == LIFECYCLE_RULE_ID]
-            if current and all(current[0].get(k) == v for k, v in ours.items()):
-                return
-            others = [r for r in rules if r.get("ID") != LIFECYCLE_RULE_ID]
-            c.put_bucket_lifecycle_configuration(
-                Bucket=self.bucket, LifecycleConfiguration={"Rules": [*others, ours]}
-            )
-        except (ClientError, BotoCoreError) as e:
-            log.warning(
-                "S3 bucket %s: lifecycle rule %s not installed (%s); released working "
-                "versions will not expire by themselves",
+            prepare_bucket(
+                self.client,
                 self.bucket,
-                LIFECYCLE_RULE_ID,
-                _translate(e, "set the lifecycle").detail,
+                working_retention_days=self.working_retention_days,
+                lifecycle_prefix=(
+                    self._area_prefix(Area.WORKING) if self.working_lifecycle else None
+                ),
             )
+            self._ready = True
 
     # -- object I/O -----------------------------------------------------------------------
 
@@ -362,11 +217,11 @@ class S3ObjectLockStore(ObjectStore):
         try:
             r = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as e:
-            if _is_not_found(e):
+            if is_not_found(e):
                 return None
-            raise _translate(e, f"read {key}") from e
+            raise translate(e, f"read {key}") from e
         except BotoCoreError as e:
-            raise _translate(e, f"read {key}") from e
+            raise translate(e, f"read {key}") from e
         return _Head(
             version_id=r.get("VersionId"),
             size=int(r.get("ContentLength", -1)),
@@ -413,22 +268,22 @@ class S3ObjectLockStore(ObjectStore):
         try:
             self.client.put_object(**kwargs)
         except ClientError as e:
-            if _error_code(e) in _PRECONDITION or _status(e) == 412:
+            if error_code(e) in PRECONDITION or http_status(e) == 412:
                 # Stored meanwhile by someone else: fine only if the bytes are ours.
                 head = self._head(key)
                 if head is None:
-                    raise _translate(e, f"write {key}") from e
+                    raise translate(e, f"write {key}") from e
                 self._same_or_conflict(key, head, sha256, data)
                 return stored, None
-            if _error_code(e) in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"):
+            if error_code(e) in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"):
                 raise ArchiveError(
                     f"S3 store refused {key}: the bytes it received do not match their "
-                    f"SHA-256 ({_error_code(e)}); nothing was stored",
+                    f"SHA-256 ({error_code(e)}); nothing was stored",
                     code="store_unavailable",
                 ) from e
-            raise _translate(e, f"write {key}") from e
+            raise translate(e, f"write {key}") from e
         except BotoCoreError as e:
-            raise _translate(e, f"write {key}") from e
+            raise translate(e, f"write {key}") from e
         return stored, until
 
     def put(self, data: bytes, area: Area) -> StoredObject:
@@ -477,11 +332,11 @@ class S3ObjectLockStore(ObjectStore):
         except FlexibleChecksumError as e:
             raise ObjectCorrupt(f"{key}: bytes do not match the stored checksum: {e}") from e
         except ClientError as e:
-            if _is_not_found(e):
+            if is_not_found(e):
                 raise ObjectMissing(f"no object {key}") from e
-            raise _translate(e, f"read {key}") from e
+            raise translate(e, f"read {key}") from e
         except BotoCoreError as e:
-            raise _translate(e, f"read {key}") from e
+            raise translate(e, f"read {key}") from e
 
     def _read(self, key: str) -> bytes:
         with self._reading(key):
@@ -533,7 +388,7 @@ class S3ObjectLockStore(ObjectStore):
                     if is_name(name) and shard == name[0:2]:
                         yield name
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, f"list {prefix}") from e
+            raise translate(e, f"list {prefix}") from e
 
     # -- locks ----------------------------------------------------------------------------
 
@@ -552,7 +407,7 @@ class S3ObjectLockStore(ObjectStore):
                     "Retention", {}
                 )
             except ClientError as e:
-                if _error_code(e) not in _NO_LOCK:
+                if error_code(e) not in NO_LOCK:
                     raise
                 retention = {}
             try:
@@ -560,11 +415,11 @@ class S3ObjectLockStore(ObjectStore):
                     "LegalHold", {}
                 )
             except ClientError as e:
-                if _error_code(e) not in _NO_LOCK:
+                if error_code(e) not in NO_LOCK:
                     raise
                 hold = {}
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, f"read the lock of {key}") from e
+            raise translate(e, f"read the lock of {key}") from e
         until = retention.get("RetainUntilDate")
         return LockInfo(
             mode=str(retention.get("Mode") or "none"),
@@ -610,7 +465,7 @@ class S3ObjectLockStore(ObjectStore):
                 **version,
             )
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, f"extend the retention of {key}") from e
+            raise translate(e, f"extend the retention of {key}") from e
         lock = self.lock_info(sha256, area)
         if (
             lock.mode != COMPLIANCE
@@ -646,7 +501,7 @@ class S3ObjectLockStore(ObjectStore):
             # No VersionId: a delete marker, not a removal of the (locked) version.
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, f"release {key}") from e
+            raise translate(e, f"release {key}") from e
 
     def check(self) -> None:
         """Readiness: the bucket answers, is versioned, has Object Lock with a COMPLIANCE
@@ -657,5 +512,5 @@ class S3ObjectLockStore(ObjectStore):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as e:
-            raise _translate(e, f"reach bucket {self.bucket}") from e
-        self._check_lock_configuration(set_default_if_missing=False)
+            raise translate(e, f"reach bucket {self.bucket}") from e
+        check_lock_configuration(self.client, self.bucket, default_days_if_missing=None)

@@ -39,7 +39,7 @@ def test_objects_near_their_end_are_extended(seaweed: SeaweedServer, tmp_path: P
     store = S3ObjectLockStore("retention-test", endpoint_url=seaweed.endpoint_url,
                               client=seaweed.client(), archive_retention_days=30)
     index = Index(f"sqlite:///{tmp_path / 'i.sqlite3'}")
-    index.create_schema()
+    index.migrate()
     sha = _archive(index, store, b"%PDF-1.7 archived record one " * 10)
     before = store.lock_info(sha, Area.ARCHIVE)
     assert before.retain_until is not None
@@ -63,7 +63,7 @@ def test_objects_near_their_end_are_extended(seaweed: SeaweedServer, tmp_path: P
 def test_filesystem_store_has_no_dates_to_extend(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path / "store")
     index = Index(f"sqlite:///{tmp_path / 'i.sqlite3'}")
-    index.create_schema()
+    index.migrate()
     _archive(index, store, b"%PDF-1.7 archived record two " * 10)
     report = extend_due(store, index, now=datetime.now(UTC), horizon=timedelta(days=60),
                         extend_by=timedelta(days=3650))
@@ -81,7 +81,7 @@ def test_cli_extends_on_s3(seaweed: SeaweedServer, tmp_path: Path,
                               client=seaweed.client(), archive_retention_days=30)
     index_url = f"sqlite:///{tmp_path / 'i.sqlite3'}"
     index = Index(index_url)
-    index.create_schema()
+    index.migrate()
     sha = _archive(index, store, b"%PDF-1.7 archived record three " * 10)
     index.close()
     for k, v in {"HOCBA_STORE": "s3://retention-cli", "HOCBA_INDEX_URL": index_url,

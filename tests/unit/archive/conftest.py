@@ -75,7 +75,7 @@ def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def index(index_url: str, clock: StepClock) -> Iterator[Index]:
     idx = Index(index_url, clock=clock)
-    idx.create_schema()
+    idx.migrate()
     yield idx
     idx.close()
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-import archive.index.index as index_module
+import archive.index.base as index_module
 from archive.errors import ArchiveError, DuplicateRecord, IdempotencyConflict, StaleRevision
 from archive.index import (
     ARCHIVED,
@@ -148,7 +148,7 @@ def test_create_record_stores_row_object_and_audit(index: Index, clock: StepCloc
 def test_times_read_back_as_aware_utc(index_url: str) -> None:
     hanoi = timezone(timedelta(hours=7))
     index = Index(index_url, clock=lambda: datetime(2025, 5, 20, 15, 30, 0, 42, tzinfo=hanoi))
-    index.create_schema()
+    index.migrate()
     try:
         record = index.get_record(new_record(index).id)
         assert record is not None
@@ -471,7 +471,7 @@ def test_check_reports_an_unusable_index(index: Index, tmp_path: Path) -> None:
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
     index = Index(f"sqlite:///{tmp_path / 'index.sqlite3'}")
-    index.create_schema()
+    index.migrate()
     try:
         with index._engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

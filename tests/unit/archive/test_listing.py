@@ -92,7 +92,7 @@ def test_ties_on_created_at_are_broken_by_id(index_url: str) -> None:
     """Many records created in the same microsecond page exactly by their id."""
     frozen = datetime(2025, 5, 20, 8, 0, 0, 500000, tzinfo=UTC)
     idx = Index(index_url, clock=lambda: frozen)
-    idx.create_schema()
+    idx.migrate()
     try:
         rows = [create(idx, n) for n in range(11)]
         seen = page_all(idx, {SCHOOL_1}, 3)
@@ -241,7 +241,7 @@ def test_ten_thousand_records_page_exactly_while_records_are_added(index_url: st
     start = datetime(2025, 6, 1, 7, 0, tzinfo=UTC)
     total = 10_000
     reader = Index(index_url)
-    reader.create_schema()
+    reader.migrate()
     t0 = time.monotonic()
     existing = bulk_insert(index_url, total, start)
     assert time.monotonic() - t0 < 30

@@ -209,7 +209,6 @@ def test_migrate_twice_is_a_no_op(index_url: str, engine: sa.Engine, clock: Step
         record = new_record(index)
         before = structure(engine)
         index.migrate()
-        index.create_schema()  # the old name
         assert structure(engine) == before
         assert version_rows(engine) == [HEAD]
         assert index.get_record(record.id) == record
