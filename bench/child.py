@@ -26,6 +26,11 @@ def _hocba(tsa_url: str, workdir: str, **extra: str) -> tuple[Any, Any]:
     Path(workdir).mkdir(parents=True, exist_ok=True)
     env = service_env(tsa_url, Path(workdir), **extra)
     os.environ.update(env)  # SOFTHSM2_CONF before the PKCS#11 library loads
+    from signer import fixes
+    from signer.logs import configure_logging
+
+    fixes.apply()  # the hocba side only: the baseline is plain pyHanko
+    configure_logging()
     from signer.service import Actor, Hocba
     from signer.settings import load_settings
 

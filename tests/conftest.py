@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 
 from certs.provision import provision
+from signer import fixes
 from signer.cli import dev_environment, wait_for_port
+
+if not os.environ.get("HOCBA_TEST_UNPATCHED"):  # set by tests/unpatched.py
+    fixes.apply()
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "samples"

@@ -11,7 +11,9 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from archive.errors import ArchiveError
+from signer import fixes
 from signer.errors import HocbaError, from_archive
+from signer.logs import configure_logging
 from signer.service import Hocba
 from signer.settings import Settings, load_settings
 
@@ -26,6 +28,8 @@ def problem_response(error: HocbaError) -> Response:
 
 
 def create_app(settings: Settings | None = None, *, service: Hocba | None = None) -> Flask:
+    fixes.apply()
+    configure_logging()
     settings = settings or load_settings()
     app = Flask("hocba")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_pdf_bytes + 1024 * 1024

@@ -59,6 +59,7 @@ from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 from signer.aio import run
 from signer.clients import KeyEntry
 from signer.errors import ConfigError, DependencyError, FieldError, HocbaError, InvalidInput
+from signer.fixes.attrcache import CachedSigningCertificateSigner
 from signer.keys.base import KeyBackend, cms_certificates, load_chain, parse_fully
 
 log = logging.getLogger("hocba.keys.csc")
@@ -185,7 +186,7 @@ def _again(e: HocbaError) -> HocbaError:
     return type(e)(e.detail, code=e.code, status=e.status, errors=e.errors)
 
 
-class CscBatchSigner(CSCSigner):
+class CscBatchSigner(CachedSigningCertificateSigner, CSCSigner):
     """pyHanko's CSCSigner for one batch under one authorization.
 
     It commits (one `credentials/authorize`, one `signatures/signHash`) as soon as the

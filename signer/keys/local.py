@@ -11,10 +11,11 @@ from pyhanko.sign.signers import SimpleSigner
 
 from signer.clients import KeyEntry
 from signer.errors import ConfigError
+from signer.fixes.attrcache import CachedSigningCertificateSigner
 from signer.keys.base import KeyBackend, cms_certificates
 
 
-class _CachedKeySigner(SimpleSigner):
+class _CachedKeySigner(CachedSigningCertificateSigner, SimpleSigner):
     """pyHanko's SimpleSigner re-parses its private key for every signature (~40 ms of
     RSA key checks); this one parses it once."""
 

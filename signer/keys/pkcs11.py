@@ -20,6 +20,7 @@ from pyhanko.sign.signers import Signer
 
 from signer.clients import KeyEntry
 from signer.errors import ConfigError, DependencyError
+from signer.fixes.attrcache import CachedSigningCertificateSigner
 from signer.keys.base import KeyBackend, cms_certificates
 
 _OPEN_ATTEMPTS = 5
@@ -91,7 +92,7 @@ class Pkcs11Token:
                 raise DependencyError(f"PKCS#11 token check failed: {type(e).__name__}") from e
 
 
-class _LockedPkcs11Signer(Signer):
+class _LockedPkcs11Signer(CachedSigningCertificateSigner):
     """Delegates the raw signature to pyHanko's PKCS11Signer, one operation at a time."""
 
     def __init__(self, token: Pkcs11Token, backend: Pkcs11Key) -> None:

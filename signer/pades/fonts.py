@@ -11,7 +11,8 @@ embedded subset anyway, but decompiled them first). Same glyph ids in both. Embe
 copies the used glyphs without re-encoding them (no bounding boxes recomputed). The
 outlines are parsed once per process, every table decompiled up front, and that one
 read-only TTFont serves every stamp's font engine (pyHanko parsed the font file again
-for each: ~2 ms a stamp). Measured in bench/README.md."""
+for each: ~2 ms a stamp; signer/fixes/parsedfont.py, used once `signer.fixes.apply()`
+ran). Measured in bench/README.md."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulator, GlyphAccumulatorFactory
+
+from signer import fixes
+from signer.fixes.parsedfont import ParsedFont, ParsedFontAccumulator
 
 RANGES = (
     (0x20, 0x7E), (0xA0, 0xFF), (0x100, 0x17F),  # Latin, Latin-1, Latin Extended-A (Ă Đ Ĩ Ũ)
@@ -83,55 +87,6 @@ class SubsetCache:
 ALWAYS_EMBEDDED = "0123456789"  # a stamp's time; its punctuation is always there
 
 
-class ParsedFont:
-    """A font handle for pyHanko's GlyphAccumulator: HarfBuzz reads its bytes, and
-    fontTools (through `_TTLibWithParsedFonts`) is given `tt`, parsed once. `tt` is
-    shared by threads, so nothing may change it: every table is decompiled before it
-    is shared, and the engines that use it never subset it (`_add_glyphs`,
-    `_embed_program`)."""
-
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        from fontTools.ttLib import TTFont
-
-        self.data = data
-        self.tt = TTFont(io.BytesIO(data), recalcBBoxes=False)
-        self.tt.ensureDecompiled()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def read(self, size: int = -1) -> bytes:
-        return self.data
-
-
-class _TTLibWithParsedFonts:
-    """fontTools.ttLib as pyHanko's opentype module sees it once `install()` ran:
-    `TTFont(handle)` of a ParsedFont is its font, parsed once; anything else as before."""
-
-    def __getattr__(self, name: str) -> Any:
-        from fontTools import ttLib
-
-        return getattr(ttLib, name)
-
-    @staticmethod
-    def TTFont(file: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(file, ParsedFont):
-            return file.tt
-        from fontTools import ttLib
-
-        return ttLib.TTFont(file, *args, **kwargs)
-
-
-def install() -> None:
-    """Let pyHanko's font engines take a ParsedFont handle (idempotent)."""
-    from pyhanko.pdf_utils.font import opentype
-
-    if not isinstance(opentype.ttLib, _TTLibWithParsedFonts):
-        opentype.ttLib = _TTLibWithParsedFonts()
-
-
 @dataclass(frozen=True)
 class StampFont:
     shaping: bytes  # the cut font, layout tables included
@@ -164,7 +119,6 @@ def prepare_stamp_font(font: Path) -> StampFont:
     atexit.register(lambda: Path(name).unlink(missing_ok=True))
     cmap = tt.getBestCmap()
     digits = frozenset(tt.getGlyphID(cmap[ord(c)]) for c in ALWAYS_EMBEDDED if ord(c) in cmap)
-    install()
     return StampFont(shaping=shaping, outlines=Path(name),
                      subsets=SubsetCache(Path(name), digits), parsed=ParsedFont(outlines))
 
@@ -180,9 +134,9 @@ def _save(tt: Any) -> bytes:
 @dataclass(frozen=True)
 class StampFontFactory(GlyphAccumulatorFactory):
     """pyHanko's factory over the outlines-only font (parsed once per process when
-    `parsed` is given), shaping with the whole cut (one HarfBuzz face per process),
-    embedding font programs from the process's SubsetCache instead of subsetting the
-    font again for every stamp."""
+    `parsed` is given and the parsedfont fix is applied), shaping with the whole cut
+    (one HarfBuzz face per process), embedding font programs from the process's
+    SubsetCache instead of subsetting the font again for every stamp."""
 
     shaping_face: Any = None
     subsets: SubsetCache | None = None
@@ -191,16 +145,19 @@ class StampFontFactory(GlyphAccumulatorFactory):
     def create_font_engine(self, writer: Any, obj_stream: Any = None) -> GlyphAccumulator:
         import uharfbuzz as hb
 
-        if self.parsed is None or self.subsets is None:
+        if self.parsed is None or self.subsets is None or not fixes.is_applied("parsedfont"):
             engine = super().create_font_engine(writer, obj_stream)
             engine.tt.recalcBBoxes = False  # glyphs are copied, not re-encoded
+            if self.shaping_face is not None:
+                engine.hb_font = hb.Font(self.shaping_face)
         else:
             if obj_stream is None and writer.stream_xrefs and self.create_objstream_if_needed:
                 obj_stream = writer.prepare_object_stream()
-            engine = GlyphAccumulator(writer=writer, font_handle=self.parsed,
-                                      font_size=self.font_size, obj_stream=obj_stream)
-        if self.shaping_face is not None:
-            engine.hb_font = hb.Font(self.shaping_face)
+            shaping = (self.shaping_face if self.shaping_face is not None
+                       else hb.Face(self.parsed.data))
+            engine = ParsedFontAccumulator(writer=writer, tt=self.parsed.tt,
+                                           hb_font=hb.Font(shaping),
+                                           font_size=self.font_size, obj_stream=obj_stream)
         if self.subsets is not None:
             subsets = self.subsets
             # pyHanko calls these two while writing the font: before it lists the widths,

@@ -55,6 +55,7 @@ from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.path import ValidationPath
 
 from signer.errors import HocbaError, IntegrityError, InvalidInput
+from signer.fixes.attrcache import CachedSigningCertificateSigner
 from signer.keys.base import cms_certificates
 from signer.pades.context import SigningServices
 from signer.pades.sign import RoleSigning, appearance_params, build_pdf_signer, cache_key
@@ -212,11 +213,15 @@ def _path(certs: tuple[bytes, ...]) -> ValidationPath:
     return ValidationPath(CertTrustAnchor(root), rest[:-1], rest[-1] if rest else None)
 
 
+class _ExternalSigner(CachedSigningCertificateSigner, ExternalSigner):
+    pass
+
+
 async def prepare(pdf: bytes | BinaryIO, certificate: x509.Certificate,
                   chain: list[x509.Certificate], job: RoleSigning, services: SigningServices
                   ) -> PreparedSignature:
     """Everything of `sign_role` up to the signature value; see the module docstring."""
-    ext = ExternalSigner(
+    ext = _ExternalSigner(
         signing_cert=certificate,
         cert_registry=cms_certificates(certificate, chain),
         signature_value=_placeholder_size(certificate),

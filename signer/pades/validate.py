@@ -12,27 +12,8 @@ validated again with OCSP/CRL fetching allowed. Certificates are never fetched
 (AIA ``caIssuers`` URLs come from whoever made the file), only revocation data,
 and only for certificates on a path to a trust root.
 
-Indications and sub-indications are ETSI EN 319 102-1 names:
-
-``TOTAL_PASSED``
-    the signature is intact, its chain leads to a trust root, revocation was
-    checked, and everything added after it is allowed by the DocMDP permissions.
-``TOTAL_FAILED``
-    e.g. ``HASH_FAILURE`` (signed bytes changed), ``SIG_CRYPTO_FAILURE``,
-    ``REVOKED``, ``FORMAT_FAILURE`` (also, our choice as ETSI names nothing
-    closer, when changes after a signature are not allowed by the document's
-    DocMDP permissions or its byte range does not cover its revision).
-``INDETERMINATE``
-    e.g. ``NO_CERTIFICATE_CHAIN_FOUND`` (not our PKI), ``TRY_LATER`` /
-    ``REVOCATION_OUT_OF_BOUNDS_NO_POE`` (no usable revocation data),
-    ``SIG_CONSTRAINTS_FAILURE`` (seed value constraints of the field violated).
-
-The document's indication: ``TOTAL_FAILED`` if any signature or document
-timestamp failed (e.g. bytes it covers were changed); ``TOTAL_PASSED`` if there
-is at least one signature and all passed; else ``INDETERMINATE`` with the first
-signature's sub-indication that did not pass (``SIGNED_DATA_NOT_FOUND`` when
-there is none). A document timestamp that is merely INDETERMINATE lowers the
-level, not the indication.
+The report (its records, the ETSI EN 319 102-1 indications it uses, the document's
+verdict and level) is signer.pades.report; its public names are importable from here.
 """
 
 from __future__ import annotations
@@ -40,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import Any
@@ -49,13 +30,8 @@ from asn1crypto import cms, crl, ocsp, tsp, x509
 from cryptography import x509 as cx509
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.ades.report import (
-    AdESFailure,
-    AdESIndeterminate,
-    AdESStatus,
-    AdESSubIndic,
-)
-from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESStatus
+from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY
 from pyhanko.sign.general import find_unique_cms_attribute
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.ades import (
@@ -75,11 +51,7 @@ from pyhanko.sign.validation.policy_decl import (
     SignatureValidationSpec,
 )
 from pyhanko.sign.validation.settings import KeyUsageConstraints
-from pyhanko.sign.validation.status import (
-    DocumentTimestampStatus,
-    PdfSignatureStatus,
-    SignatureCoverageLevel,
-)
+from pyhanko.sign.validation.status import DocumentTimestampStatus, PdfSignatureStatus
 from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.policy_decl import (
@@ -92,7 +64,21 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from signer.aio import run
 from signer.errors import HocbaError, PdfRejected
-from signer.pades.poecache import document_scope
+from signer.fixes.poecache import document_scope
+from signer.pades.report import (
+    INDETERMINATE,
+    TOTAL_FAILED,
+    TOTAL_PASSED,
+    DocumentTimestampReport,
+    SignatureReport,
+    SignerIdentity,
+    VerificationReport,
+    changes_name,
+    coverage_name,
+    indication_of,
+    overall,
+    pades_level,
+)
 
 __all__ = [
     "DocumentTimestampReport",
@@ -105,150 +91,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TOTAL_PASSED = "TOTAL_PASSED"
-TOTAL_FAILED = "TOTAL_FAILED"
-INDETERMINATE = "INDETERMINATE"
-
-LEVEL_LTA = "PAdES-B-LTA"
-LEVEL_LT = "PAdES-B-LT"
-LEVEL_T = "PAdES-B-T"
-LEVEL_B = "PAdES-B-B"
-
 FETCH_TIMEOUT_SECONDS = 10
 # "However old": longer than any record is kept.
 _TS_REVINFO_FRESHNESS = timedelta(days=365 * 200)
 _EOF_WINDOW = 1024  # as readers do (and signer.inputs): %%EOF within the last 1 KiB
 _MAX_DETAIL = 200
 
-# pyHanko logs every step at INFO, and validation logs expected situations (no
-# document timestamp yet, an untrusted chain, a broken signature in a hostile
-# upload) at WARNING with tracebacks. Quiet them, leaving loggers an operator
-# configured alone; our own log says what went wrong.
-_QUIET_LOGGERS = {
-    "pyhanko": logging.WARNING,
-    "pyhanko.sign.validation": logging.ERROR,
-    "pyhanko.sign.diff_analysis": logging.ERROR,
-    "pyhanko_certvalidator": logging.ERROR,
-}
-for _logger_name, _logger_level in _QUIET_LOGGERS.items():
-    if logging.getLogger(_logger_name).level == logging.NOTSET:
-        logging.getLogger(_logger_name).setLevel(_logger_level)
-
-_CHANGES: Mapping[ModificationLevel, str] = {
-    ModificationLevel.NONE: "NONE",
-    ModificationLevel.LTA_UPDATES: "NONE",  # DSS and document timestamps only
-    ModificationLevel.FORM_FILLING: "FORM_FILLING",
-    ModificationLevel.ANNOTATIONS: "ANNOTATIONS",
-    ModificationLevel.OTHER: "OTHER",
-}
-_COVERAGE: Mapping[SignatureCoverageLevel, str] = {
-    SignatureCoverageLevel.ENTIRE_FILE: "ENTIRE_FILE",
-    SignatureCoverageLevel.ENTIRE_REVISION: "ENTIRE_REVISION",
-}
 _REVOKED = frozenset(
     {AdESFailure.REVOKED, AdESIndeterminate.REVOKED_NO_POE, AdESIndeterminate.REVOKED_CA_NO_POE}
 )
-
-
-# ---------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignerIdentity:
-    subject: str | None
-    issuer: str | None
-    serial: str | None
-    """Lowercase hexadecimal, no leading zeros."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "issuer": self.issuer, "serial": self.serial}
-
-
-@dataclass(frozen=True)
-class SignatureReport:
-    field: str
-    role: str | None
-    signer: SignerIdentity
-    signing_time: datetime | None
-    """The time the signer claims (signingTime attribute or /M)."""
-    timestamp_time: datetime | None
-    """The signature timestamp's time."""
-    indication: str
-    sub_indication: str | None
-    intact: bool
-    trusted: bool
-    revocation_checked: bool
-    coverage: str
-    changes_after: str
-    message: str | None = None
-    """pyHanko's reason when not passed; for logs, not part of ``as_dict``."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "field": self.field,
-            "role": self.role,
-            "signer": self.signer.as_dict(),
-            "signing_time": _rfc3339(self.signing_time),
-            "timestamp_time": _rfc3339(self.timestamp_time),
-            "indication": self.indication,
-            "sub_indication": self.sub_indication,
-            "intact": self.intact,
-            "trusted": self.trusted,
-            "revocation_checked": self.revocation_checked,
-            "coverage": self.coverage,
-            "changes_after": self.changes_after,
-        }
-
-
-@dataclass(frozen=True)
-class DocumentTimestampReport:
-    time: datetime | None
-    tsa: str | None
-    """The TSA certificate's subject."""
-    intact: bool
-    trusted: bool
-    field: str = ""
-    indication: str = INDETERMINATE
-    sub_indication: str | None = None
-    covers_revision: int = 0
-    """The PDF revision it covers (not part of ``as_dict``)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "time": _rfc3339(self.time),
-            "tsa": self.tsa,
-            "intact": self.intact,
-            "trusted": self.trusted,
-        }
-
-
-@dataclass(frozen=True)
-class VerificationReport:
-    indication: str
-    sub_indication: str | None
-    signatures: tuple[SignatureReport, ...]
-    document_timestamps: tuple[DocumentTimestampReport, ...]
-    level: str | None
-    fetched: bool = False
-    """Whether this comes from the second validation, with online fetching allowed
-    (the file's own validation data did not suffice)."""
-
-    @property
-    def passed(self) -> bool:
-        return self.indication == TOTAL_PASSED
-
-    def as_dict(self) -> dict[str, Any]:
-        """The contract's report; ``archived`` is the caller's to fill in."""
-        return {
-            "indication": self.indication,
-            "sub_indication": self.sub_indication,
-            "archived": None,
-            "signatures": [s.as_dict() for s in self.signatures],
-            "document_timestamps": [t.as_dict() for t in self.document_timestamps],
-            "level": self.level,
-        }
 
 
 # ---------------------------------------------------------------------------
@@ -475,8 +326,10 @@ async def _verify(
         for ts in reader.embedded_timestamp_signatures
     ]
 
-    indication, sub_indication = _overall(signatures, doc_timestamps)
-    level = _level(regular, signatures, doc_timestamps, has_revinfo=_has_revinfo(dss))
+    indication, sub_indication = overall(signatures, doc_timestamps)
+    level = pades_level(signatures, doc_timestamps,
+                        last_signed_revision=max(map(_revision, regular), default=0),
+                        has_revinfo=_has_revinfo(dss))
     return VerificationReport(
         indication=indication,
         sub_indication=sub_indication,
@@ -485,14 +338,6 @@ async def _verify(
         level=level,
         fetched=fetching,
     )
-
-
-def _indication(sub: AdESSubIndic) -> tuple[str, str | None]:
-    status = sub.status
-    if status == AdESStatus.PASSED:
-        return TOTAL_PASSED, None
-    name = str(sub.standard_name)
-    return (TOTAL_FAILED if status == AdESStatus.FAILED else INDETERMINATE), name
 
 
 async def _verify_signature(
@@ -522,7 +367,7 @@ async def _verify_signature(
         # pyHanko raises for what it cannot process at all (broken CMS, hybrid xref)
         log.info("signature %s cannot be validated", field, exc_info=True)
         sub = getattr(e, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
-        indication, sub_name = _indication(sub)
+        indication, sub_name = indication_of(sub)
         return SignatureReport(
             field=field,
             role=role,
@@ -534,18 +379,18 @@ async def _verify_signature(
             intact=False,
             trusted=False,
             revocation_checked=False,
-            coverage=_coverage(_safe(lambda: sig.coverage)),
+            coverage=coverage_name(_safe(lambda: sig.coverage)),
             changes_after="OTHER",
             message=_describe(e),
         )
 
     status = result.api_status
-    indication, sub_name = _indication(result.ades_subindic)
+    indication, sub_name = indication_of(result.ades_subindic)
     message = result.failure_msg if indication != TOTAL_PASSED else None
     intact = bool(status is not None and status.intact and status.valid)
     trusted = bool(status is not None and status.trusted)
-    coverage = _coverage(status.coverage if status is not None else None)
-    changes = _changes(status)
+    coverage = coverage_name(status.coverage if status is not None else None)
+    changes = changes_name(status)
 
     if indication == TOTAL_PASSED and status is not None:
         # AdES validation judges the CMS signature; the PDF-specific checks are ours
@@ -653,7 +498,7 @@ async def _verify_doc_timestamp(
     except Exception as e:
         log.info("document timestamp %s cannot be validated", field, exc_info=True)
         sub = getattr(e, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
-        indication, sub_name = _indication(sub)
+        indication, sub_name = indication_of(sub)
         return DocumentTimestampReport(
             time=claimed,
             tsa=tsa,
@@ -665,7 +510,7 @@ async def _verify_doc_timestamp(
             covers_revision=revision,
         )
     status = result.api_status
-    indication, sub_name = _indication(result.ades_subindic)
+    indication, sub_name = indication_of(result.ades_subindic)
     return DocumentTimestampReport(
         time=(status.timestamp if status is not None else None) or claimed,
         tsa=tsa,
@@ -676,53 +521,6 @@ async def _verify_doc_timestamp(
         sub_indication=sub_name,
         covers_revision=revision,
     )
-
-
-def _overall(
-    signatures: list[SignatureReport], doc_timestamps: list[DocumentTimestampReport]
-) -> tuple[str, str | None]:
-    for s in signatures:
-        if s.indication == TOTAL_FAILED:
-            return TOTAL_FAILED, s.sub_indication
-    for t in doc_timestamps:
-        if t.indication == TOTAL_FAILED:  # e.g. bytes it covers were changed
-            return TOTAL_FAILED, t.sub_indication
-    if not signatures:
-        return INDETERMINATE, AdESIndeterminate.SIGNED_DATA_NOT_FOUND.name
-    for s in signatures:
-        if s.indication != TOTAL_PASSED:
-            return INDETERMINATE, s.sub_indication
-    return TOTAL_PASSED, None
-
-
-def _level(
-    regular: list[EmbeddedPdfSignature],
-    signatures: list[SignatureReport],
-    doc_timestamps: list[DocumentTimestampReport],
-    *,
-    has_revinfo: bool,
-) -> str | None:
-    """The PAdES baseline level the document reaches (ETSI EN 319 142-1), simply:
-
-    * ``PAdES-B-LTA``: B-LT, all signatures TOTAL_PASSED, and a trusted, intact
-      document timestamp covers the revision of the last signature;
-    * ``PAdES-B-LT``: B-T, and the DSS holds revocation data (OCSP responses or CRLs);
-    * ``PAdES-B-T``: every signature carries a signature timestamp;
-    * ``PAdES-B-B``: otherwise; ``None`` without signatures.
-    """
-    if not signatures:
-        return None
-    if not all(s.timestamp_time is not None for s in signatures):
-        return LEVEL_B
-    if not has_revinfo:
-        return LEVEL_T
-    last_revision = max(_revision(sig) for sig in regular)
-    covered = any(
-        t.covers_revision > last_revision and t.intact and t.trusted for t in doc_timestamps
-    )
-    if covered and all(s.indication == TOTAL_PASSED for s in signatures):
-        return LEVEL_LTA
-    return LEVEL_LT
 
 
 # ---------------------------------------------------------------------------
@@ -779,15 +577,6 @@ def _names(cert: x509.Certificate) -> tuple[str, str]:
         return cert.subject.human_friendly, cert.issuer.human_friendly
 
 
-def _coverage(level: SignatureCoverageLevel | None) -> str:
-    return _COVERAGE.get(level, "PARTIAL") if level is not None else "PARTIAL"
-
-
-def _changes(status: PdfSignatureStatus | None) -> str:
-    level = status.modification_level if status is not None else None
-    return _CHANGES.get(level, "OTHER") if level is not None else "OTHER"
-
-
 def _claimed_signature_ts_time(sig: EmbeddedPdfSignature) -> datetime | None:
     def first() -> datetime | None:
         for sd in generic_cms.extract_tst_data_iter(sig.signer_info, signed=False):
@@ -801,14 +590,6 @@ def _tst_time(signed_data: cms.SignedData) -> datetime:
     info: tsp.TSTInfo = signed_data["encap_content_info"]["content"].parsed
     value: datetime = info["gen_time"].native
     return value
-
-
-def _rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _safe(get: Any) -> Any:

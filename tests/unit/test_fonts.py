@@ -11,6 +11,7 @@ from fontTools.ttLib import TTFont
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
+from signer.fixes.parsedfont import ParsedFontAccumulator
 from signer.pades.fonts import (
     LAYOUT_TABLES,
     StampFont,
@@ -19,6 +20,7 @@ from signer.pades.fonts import (
     stamp_font_factory,
 )
 from signer.settings import DEFAULT_FONT
+from tests import unpatched
 
 TEXT = "Giáo viên chủ nhiệm: Nguyễn Thị Thủy — Trường Tiểu học Ỷ Lan, ký lúc 23/11/2026"
 # Combining marks (NFD); HarfBuzz composes them where a precomposed glyph exists.
@@ -159,3 +161,33 @@ def test_threads_stamping_at_once_get_the_same_font_objects() -> None:
     alone = [stamp(t) for t in texts]
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(stamp, texts)) == alone
+
+
+def _stamped(factory: GlyphAccumulatorFactory, text: str) -> tuple[str, str, str]:
+    """An engine's type, its shaped text and what it writes (reprs, comparable as JSON)."""
+    writer = PdfFileWriter()
+    engine = factory.create_font_engine(writer)
+    ops = engine.shape(text).graphics_ops
+    engine.prepare_write()
+    return type(engine).__name__, ops.hex(), repr(_written(engine, writer))
+
+
+def test_writes_what_unpatched_pyhanko_writes_in_another_process(font: StampFont) -> None:
+    """Without `signer.fixes.apply()` the factory uses pyHanko's own engine, which parses
+    the font for each stamp; the engine over the shared parse must write the same."""
+    texts = [TEXT, DECOMPOSED, NEEDS_GPOS]
+    plain = unpatched.run(f"""
+        import json
+        from pathlib import Path
+        import uharfbuzz as hb
+        from signer.pades.fonts import prepare_stamp_font, stamp_font_factory
+        from tests.unit.test_fonts import _stamped
+        font = prepare_stamp_font(Path({DEFAULT_FONT!r}))
+        factory = stamp_font_factory(font, hb.Face(font.shaping), 8)
+        print(json.dumps([_stamped(factory, t) for t in {texts!r}]))
+    """)
+    factory = stamp_font_factory(font, hb.Face(font.shaping), 8)
+    ours = [_stamped(factory, t) for t in texts]
+    assert [p[0] for p in plain] == ["GlyphAccumulator"] * len(texts)
+    assert [o[0] for o in ours] == [ParsedFontAccumulator.__name__] * len(texts)
+    assert [o[1:] for o in ours] == [tuple(p[1:]) for p in plain]

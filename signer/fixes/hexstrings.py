@@ -5,7 +5,11 @@ pyHanko reads a hex string one byte at a time through Python calls; a signature'
 (measured in bench/README.md). This reader takes the run up to `>` in one read and
 decodes it in C. Anything but hex digits and whitespace in the run (a comment, a bad
 token, no `>` at all) goes to pyHanko's own reader, which keeps its behaviour and its
-errors."""
+errors.
+
+Installed by `signer.fixes.apply()` only: replaces
+`pyhanko.pdf_utils.generic.read_hex_string_from_stream`. Upstream proposal:
+docs/upstream/hexstrings.md."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Any
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PDF_WHITESPACE
+
+from signer.fixes import Fix
 
 HEX_DIGITS = b"0123456789abcdefABCDEF"
 CHUNK = 1 << 16
@@ -49,3 +55,6 @@ def read_hex_string_from_stream(stream: Any) -> Any:
 def install() -> None:
     """Make pyHanko's object reader use the fast hex string reader (idempotent)."""
     generic.read_hex_string_from_stream = read_hex_string_from_stream
+
+
+FIX = Fix(name="hexstrings", library="pyHanko", versions=("0.38.0",), install=install)

@@ -5,13 +5,19 @@ every signature, timestamp and proof-of-existence check (pyHanko's own TODO in
 `EmbeddedPdfSignature.compute_integrity_info`): 13 analyses per three-signature
 record, ~25 % of verification CPU (bench/README.md). The answer depends only on the
 file, the signed revision, the policy and the field/document MDP settings, so it is
-kept on the reader for as long as the reader lives."""
+kept on the reader for as long as the reader lives.
+
+Installed by `signer.fixes.apply()` only: replaces
+`EmbeddedPdfSignature.evaluate_modifications`. Upstream proposal:
+docs/upstream/diffcache.md."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+from signer.fixes import Fix
 
 _ORIGINAL = EmbeddedPdfSignature.evaluate_modifications
 _ATTRIBUTE = "_hocba_diff_results"
@@ -33,3 +39,6 @@ def _evaluate_modifications(self: Any, diff_policy: Any) -> Any:
 def install() -> None:
     """Make pyHanko keep each revision's difference analysis on its reader (idempotent)."""
     EmbeddedPdfSignature.evaluate_modifications = _evaluate_modifications  # type: ignore[method-assign]
+
+
+FIX = Fix(name="diffcache", library="pyHanko", versions=("0.38.0",), install=install)

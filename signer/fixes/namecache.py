@@ -7,7 +7,11 @@ parsed object and walks both names for every comparison, and a record's validati
 parses the same names again and again (~690 comparisons per record). This keeps, for
 the process, each value's prepared form, each name's comparison key and each pair's
 answer, keyed by their encodings. Values that fail preparation are never kept: they
-fail each time, as with asn1crypto. Measured in bench/README.md."""
+fail each time, as with asn1crypto. Measured in bench/README.md.
+
+Installed by `signer.fixes.apply()` only: replaces
+`x509.NameTypeAndValue.prepped_value`, `x509.Name.__eq__` and `x509.Name.hashable`.
+Upstream proposal: docs/upstream/namecache.md."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import threading
 from typing import Any
 
 from asn1crypto import x509
+
+from signer.fixes import Fix
 
 MAX_VALUES = 50_000
 _lock = threading.Lock()
@@ -76,3 +82,6 @@ def install() -> None:
     x509.NameTypeAndValue.prepped_value = property(_prepped_value)
     x509.Name.__eq__ = _name_eq
     x509.Name.hashable = property(_name_hashable)
+
+
+FIX = Fix(name="namecache", library="asn1crypto", versions=("1.5.1",), install=install)

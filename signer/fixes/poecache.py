@@ -14,7 +14,11 @@ of the validated POE manager (pyHanko adds the signature's own POE to it afterwa
 A different file, other settings, another validation time or different local
 knowledge (e.g. a signature's Adobe revocation archival attribute) is a different key.
 Outside the scope pyHanko runs as it always does.
-"""
+
+
+Installed by `signer.fixes.apply()` only: replaces
+`ades._build_prima_facie_poe_index_from_pdf_timestamps` and
+`ades._validate_prima_facie_poe`. Upstream proposal: docs/upstream/poecache.md."""
 
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from copy import copy
 from typing import Any
 
 from pyhanko.sign.validation import ades
+
+from signer.fixes import Fix
 
 _memo: ContextVar[dict[Any, Any] | None] = ContextVar("hocba_poe_memo", default=None)
 _original_build = ades._build_prima_facie_poe_index_from_pdf_timestamps
@@ -105,3 +111,6 @@ def install() -> None:
     """Route pyHanko's two steps through the per-document memo (idempotent)."""
     ades._build_prima_facie_poe_index_from_pdf_timestamps = _build
     ades._validate_prima_facie_poe = _validate
+
+
+FIX = Fix(name="poecache", library="pyHanko", versions=("0.38.0",), install=install)
