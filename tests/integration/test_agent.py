@@ -2,9 +2,9 @@
 
 The token holds the key of client-principal-1 labelled "Private Key" (CKA_ID
 b"client-principal-1") and its certificate labelled "client-principal-1", as Vietnamese CA
-tokens label them. hocba's signing-session endpoints are not served yet, so the HTTP half
-runs against a fake hocba that replaces requests.post and checks each signature with the
-certificate it was sent; the end-to-end test against the service comes with the routes.
+tokens label them. The HTTP half runs against a fake hocba, mounted as the requests
+transport adapter, that answers in the shapes of openapi.yaml and checks each signature
+with the certificate it was sent (test_two_step.py runs the agent against the service).
 """
 
 from __future__ import annotations
@@ -30,21 +30,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from signer import agent as agent_mod
 from signer.agent import (
     AgentError,
     KeyNotFound,
-    ServerError,
     TokenError,
     TokenKey,
     TokenSession,
-    agent,
-    complete_batch_session,
-    complete_session,
     sign_records,
-    start_batch_session,
-    start_session,
 )
+from signer.apiclient import ApiClient, ApiError, ApiUnreachable
+from signer.cli import agent as agent_mod
+from signer.cli.agent import agent
 
 pytestmark = pytest.mark.integration
 
@@ -304,11 +300,30 @@ def test_cli_list_keys(client_token: dict[str, Any], pin: str) -> None:
 # --------------------------------------------------------------------------- HTTP
 
 
-class FakeHocba:
-    """hocba's signing-session endpoints, in process: checks each signature value against
-    the first certificate of the chain it was given, answers problem+json on errors."""
+def _response(status: int, body: dict[str, Any], problem: bool = False) -> requests.Response:
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = json.dumps(body).encode()
+    resp.headers["Content-Type"] = ("application/problem+json" if problem
+                                    else "application/json")
+    return resp
+
+
+def _record(record_id: str, status: str) -> dict[str, Any]:
+    """components/schemas/Record, its required fields."""
+    return {"id": record_id, "status": status, "record_type": "hoc_ba_thcs",
+            "policy": "hoc_ba_thcs@1", "signatures": [], "next_role": None,
+            "document": {"sha256": "00" * 32, "size": 1},
+            "created_at": "2030-01-01T00:00:00Z"}
+
+
+class FakeHocba(requests.adapters.BaseAdapter):
+    """hocba's signing-session endpoints, in process, as the transport of every
+    requests.Session: checks each signature value against the first certificate of the
+    chain it was given, answers problem+json on errors."""
 
     def __init__(self, base_url: str, api_key: str) -> None:
+        super().__init__()
         self.base_url = base_url
         self.api_key = api_key
         self.calls: list[dict[str, Any]] = []
@@ -316,20 +331,10 @@ class FakeHocba:
         self.fail_start: dict[str, Any] | None = None
         self.tamper = False
 
-    @staticmethod
-    def _response(status: int, body: dict[str, Any], problem: bool = False
-                  ) -> requests.Response:
-        resp = requests.Response()
-        resp.status_code = status
-        resp._content = json.dumps(body).encode()
-        resp.headers["Content-Type"] = ("application/problem+json" if problem
-                                        else "application/json")
-        return resp
-
     def problem(self, status: int, code: str, detail: str) -> requests.Response:
-        return self._response(status, {"type": f"https://hocba.example/problems/{code}",
-                                       "title": "Error", "status": status,
-                                       "detail": detail, "code": code}, problem=True)
+        return _response(status, {"type": f"https://hocba.example/problems/{code}",
+                                  "title": "Error", "status": status,
+                                  "detail": detail, "code": code}, problem=True)
 
     def _item(self, record_id: str) -> dict[str, Any]:
         data = b"\x31\x00" + record_id.encode() + secrets.token_bytes(16)
@@ -348,17 +353,28 @@ class FakeHocba:
             return False
         return True
 
-    def post(self, url: str, json: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None, timeout: Any = None,
-             **kwargs: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: Any = None, verify: Any = True, cert: Any = None,
+             proxies: Any = None) -> requests.Response:
         assert timeout is not None, "every request needs a timeout"
+        url = str(request.url)
         assert url.startswith(self.base_url)
-        path = url[len(self.base_url):]
-        self.calls.append({"path": path, "json": json, "headers": headers or {},
-                           "timeout": timeout})
-        if (headers or {}).get("Authorization") != f"Bearer {self.api_key}":
+        resp = self._answer(request.method or "", url[len(self.base_url):],
+                            json.loads(request.body or b"null"), dict(request.headers),
+                            timeout)
+        resp.request, resp.url = request, url
+        return resp
+
+    def close(self) -> None:
+        pass
+
+    def _answer(self, method: str, path: str, body: Any, headers: dict[str, str],
+                timeout: Any) -> requests.Response:
+        self.calls.append({"method": method, "path": path, "json": body,
+                           "headers": headers, "timeout": timeout})
+        if headers.get("Authorization") != f"Bearer {self.api_key}":
             return self.problem(401, "unauthorized", "unknown API key")
-        body = json or {}
+        body = body or {}
         parts = path.strip("/").split("/")
         if parts[:2] == ["v1", "records"] and parts[3:] == ["signing-sessions"]:
             if self.fail_start:
@@ -367,7 +383,7 @@ class FakeHocba:
             sid = f"s-{len(self.sessions) + 1}"
             self.sessions[sid] = {"chain": body["certificate_chain"], "items": [item],
                                   "role": body["role"]}
-            return self._response(201, {
+            return _response(201, {
                 "session_id": sid, "digest_algorithm": "sha256",
                 "data_to_sign": item["data_to_sign"], "digest": item["digest_b64"],
                 "expires_at": "2030-01-01T00:00:00Z"})
@@ -376,7 +392,7 @@ class FakeHocba:
             item = session["items"][0]
             if not self._verifies(session["chain"], item["digest"], body["signature_value"]):
                 return self.problem(422, "signature_invalid", "the signature does not verify")
-            return self._response(200, {"id": item["record_id"], "status": "archived"})
+            return _response(200, _record(item["record_id"], "archived"))
         if path == "/v1/batch-signing-sessions":
             if self.fail_start:
                 return self.problem(**self.fail_start)
@@ -384,60 +400,97 @@ class FakeHocba:
             sid = f"b-{len(self.sessions) + 1}"
             self.sessions[sid] = {"chain": body["certificate_chain"], "items": items,
                                   "role": body["role"]}
-            return self._response(201, {"session_id": sid, "digest_algorithm": "sha256",
-                                        "items": [{"record_id": i["record_id"],
-                                                   "digest": i["digest_b64"],
-                                                   "data_to_sign": i["data_to_sign"]}
-                                                  for i in items]})
+            return _response(201, {"session_id": sid, "digest_algorithm": "sha256",
+                                   "items": [{"record_id": i["record_id"],
+                                              "digest": i["digest_b64"],
+                                              "data_to_sign": i["data_to_sign"]}
+                                             for i in items],
+                                   "failed": [], "expires_at": "2030-01-01T00:00:00Z"})
         if parts[:2] == ["v1", "batch-signing-sessions"] and parts[3:] == ["complete"]:
             session = self.sessions[parts[2]]
             by_id = {i["record_id"]: i for i in session["items"]}
-            failed = []
+            results = []
             for sig in body["signatures"]:
                 item = by_id[sig["record_id"]]
-                if not self._verifies(session["chain"], item["digest"],
-                                      sig["signature_value"]):
-                    failed.append({"record_id": item["record_id"],
-                                   "code": "signature_invalid", "detail": "does not verify"})
-            return self._response(200, {"session_id": parts[2], "failed": failed,
-                                        "records": [{"id": i["record_id"],
-                                                     "status": "awaiting_signatures"}
-                                                    for i in session["items"]]})
+                if self._verifies(session["chain"], item["digest"], sig["signature_value"]):
+                    results.append({"record_id": item["record_id"], "status": "signed"})
+                else:
+                    results.append({"record_id": item["record_id"], "status": "failed",
+                                    "code": "signature_invalid", "detail": "does not verify"})
+            return _response(200, {"session_id": parts[2], "total": len(results),
+                                   "done": sum(r["status"] == "signed" for r in results),
+                                   "results": results})
         return self.problem(404, "not_found", f"no route {path}")
+
+
+def _mount(monkeypatch: pytest.MonkeyPatch, adapter: requests.adapters.BaseAdapter) -> None:
+    """Every requests.Session (the agent's ApiClient too) sends through adapter."""
+    monkeypatch.setattr(requests.Session, "get_adapter", lambda self, url: adapter)
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeHocba:
     server = FakeHocba("http://hocba.test:8080", "k-" + secrets.token_hex(8))
-    monkeypatch.setattr(requests, "post", server.post)
+    _mount(monkeypatch, server)
     return server
 
 
+@pytest.fixture
+def client(fake: FakeHocba) -> Iterator[ApiClient]:
+    with ApiClient(fake.base_url, fake.api_key) as c:
+        yield c
+
+
+class Answers(requests.adapters.BaseAdapter):
+    """Records each request and answers with the next of `answers` (or raises it)."""
+
+    def __init__(self, *answers: dict[str, Any] | Exception | requests.Response) -> None:
+        super().__init__()
+        self.answers = iter(answers)
+        self.calls: list[dict[str, Any]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.calls.append({"url": request.url, "json": json.loads(request.body or b"null"),
+                           "headers": dict(request.headers), "timeout": kwargs["timeout"]})
+        answer = next(self.answers)
+        if isinstance(answer, Exception):
+            raise answer
+        resp = answer if isinstance(answer, requests.Response) else _response(200, answer)
+        resp.request, resp.url = request, request.url
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
 def test_session_requests_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    answers: Iterator[dict[str, Any]] = iter([
+    answers = Answers(
         {"session_id": "s-1", "digest_algorithm": "sha256", "digest": "AA==",
          "data_to_sign": "AA==", "expires_at": "2030-01-01T00:00:00Z"},
-        {"id": "rec/1 x", "status": "awaiting_signatures"},
-        {"session_id": "b-1", "items": [{"record_id": "a", "digest": "AA=="},
-                                        {"record_id": "b", "digest": "AA=="}]},
-        {"session_id": "b-1", "failed": []},
-    ])
-
-    def post(url: str, **kwargs: Any) -> requests.Response:
-        calls.append({"url": url, **kwargs})
-        return FakeHocba._response(200, next(answers))
-
-    monkeypatch.setattr(requests, "post", post)
+        _record("rec/1 x", "awaiting_signatures"),
+        {"session_id": "b-1", "digest_algorithm": "sha256",
+         "items": [{"record_id": "a", "digest": "AA==", "data_to_sign": "AA=="},
+                   {"record_id": "b", "digest": "AA==", "data_to_sign": "AA=="}],
+         "failed": [], "expires_at": "2030-01-01T00:00:00Z"},
+        {"session_id": "b-1", "total": 2, "done": 2,
+         "results": [{"record_id": "a", "status": "signed"},
+                     {"record_id": "b", "status": "signed"}]},
+    )
+    _mount(monkeypatch, answers)
     chain = ["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"]
-    base = "http://hocba.test:8080/"
-    doc = start_session(base, "the-key", "rec/1 x", "principal", chain)
-    assert doc["session_id"] == "s-1"
-    complete_session(base, "the-key", "s-1", b"\x01\x02")
-    doc = start_batch_session(base, "the-key", "teacher", ["a", "b"], chain)
-    assert [i["record_id"] for i in doc["items"]] == ["a", "b"]
-    complete_batch_session(base, "the-key", "b-1", {"a": b"\x01", "b": b"\x02"})
+    with ApiClient("http://hocba.test:8080/", "the-key") as api:
+        session = api.start_signing_session("rec/1 x", "principal", chain)
+        assert session.session_id == "s-1" and session.digest == b"\x00"
+        assert api.complete_signing_session("s-1", b"\x01\x02",
+                                            idempotency_key="agent-complete-s-1"
+                                            )["status"] == "awaiting_signatures"
+        batch = api.start_batch_signing_session("teacher", ["a", "b"], chain)
+        assert [i.record_id for i in batch.items] == ["a", "b"]
+        done = api.complete_batch_signing_session("b-1", {"a": b"\x01", "b": b"\x02"},
+                                                  idempotency_key="agent-complete-b-1")
+        assert [r.ok for r in done.results] == [True, True]
 
+    calls = answers.calls
     assert [c["url"] for c in calls] == [
         "http://hocba.test:8080/v1/records/rec%2F1%20x/signing-sessions",
         "http://hocba.test:8080/v1/signing-sessions/s-1/complete",
@@ -459,79 +512,74 @@ def test_session_requests_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -
     assert calls[3]["headers"]["Idempotency-Key"] == "agent-complete-b-1"
 
 
-def test_sign_one_record(fake: FakeHocba, token_key: TokenKey) -> None:
-    results = sign_records(fake.base_url, fake.api_key, "principal", ["r1"], token_key)
+def test_sign_one_record(fake: FakeHocba, client: ApiClient, token_key: TokenKey) -> None:
+    results = sign_records(client, "principal", ["r1"], token_key)
     assert [(r.record_id, r.ok, r.status) for r in results] == [("r1", True, "archived")]
     assert [c["path"] for c in fake.calls] == ["/v1/records/r1/signing-sessions",
                                                "/v1/signing-sessions/s-1/complete"]
     assert fake.calls[0]["json"]["certificate_chain"] == token_key.certificate_chain()
+    assert fake.calls[1]["headers"]["Idempotency-Key"] == "agent-complete-s-1"
 
 
-def test_sign_batch(fake: FakeHocba, token_key: TokenKey) -> None:
+def test_sign_batch(fake: FakeHocba, client: ApiClient, token_key: TokenKey) -> None:
     done: list[str] = []
-    results = sign_records(fake.base_url, fake.api_key, "principal", ["r1", "r2", "r3", "r2"],
-                           token_key, progress=done.append)
+    results = sign_records(client, "principal", ["r1", "r2", "r3", "r2"], token_key,
+                           progress=done.append)
     assert [(r.record_id, r.ok) for r in results] == [("r1", True), ("r2", True), ("r3", True)]
     assert done == ["r1", "r2", "r3"]
     assert [c["path"] for c in fake.calls] == ["/v1/batch-signing-sessions",
                                                "/v1/batch-signing-sessions/b-1/complete"]
+    assert fake.calls[1]["headers"]["Idempotency-Key"] == "agent-complete-b-1"
 
 
-def test_sign_records_one_by_one_when_not_batched(fake: FakeHocba,
+def test_sign_records_one_by_one_when_not_batched(fake: FakeHocba, client: ApiClient,
                                                   token_key: TokenKey) -> None:
-    results = sign_records(fake.base_url, fake.api_key, "principal", ["r1", "r2"], token_key,
-                           batch=False)
+    results = sign_records(client, "principal", ["r1", "r2"], token_key, batch=False)
     assert all(r.ok for r in results)
     assert len(fake.calls) == 4
 
 
-def test_digest_not_matching_data_is_not_signed(fake: FakeHocba, token_key: TokenKey) -> None:
+def test_digest_not_matching_data_is_not_signed(fake: FakeHocba, client: ApiClient,
+                                                token_key: TokenKey) -> None:
     fake.tamper = True
     with pytest.raises(AgentError, match="refusing to sign"):
-        sign_records(fake.base_url, fake.api_key, "principal", ["r1", "r2"], token_key)
+        sign_records(client, "principal", ["r1", "r2"], token_key)
     assert len(fake.calls) == 1
 
 
-def test_server_problem_shows_code_and_detail(fake: FakeHocba, token_key: TokenKey) -> None:
+def test_server_problem_shows_code_and_detail(fake: FakeHocba, client: ApiClient,
+                                              token_key: TokenKey) -> None:
     fake.fail_start = {"status": 409, "code": "role_out_of_order",
                        "detail": "the teacher signs first"}
-    with pytest.raises(ServerError) as err:
-        sign_records(fake.base_url, fake.api_key, "principal", ["r1", "r2"], token_key)
+    with pytest.raises(ApiError) as err:
+        sign_records(client, "principal", ["r1", "r2"], token_key)
     assert (err.value.status, err.value.code) == (409, "role_out_of_order")
     assert "role_out_of_order: the teacher signs first" in str(err.value)
-    results = sign_records(fake.base_url, fake.api_key, "principal", ["r1"], token_key)
+    results = sign_records(client, "principal", ["r1"], token_key)
     assert [r.line() for r in results] == ["r1\tfailed\trole_out_of_order: the teacher "
                                            "signs first"]
 
 
 def test_timeouts_and_unreachable_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    def slow(*args: Any, **kwargs: Any) -> requests.Response:
-        assert kwargs["timeout"]
-        raise requests.ReadTimeout("read timed out")
-
-    monkeypatch.setattr(requests, "post", slow)
-    with pytest.raises(AgentError, match="no answer from http://x within"):
-        start_session("http://x", "key", "r1", "principal", [], timeout=0.5)
-
-    def refused(*args: Any, **kwargs: Any) -> requests.Response:
-        raise requests.ConnectionError("refused")
-
-    monkeypatch.setattr(requests, "post", refused)
-    with pytest.raises(AgentError, match="cannot reach http://x"):
-        start_session("http://x", "key", "r1", "principal", [])
+    _mount(monkeypatch, Answers(requests.ReadTimeout("read timed out"),
+                                requests.ConnectionError("refused")))
+    with ApiClient("http://x", "key", timeout=0.5) as api, \
+            pytest.raises(ApiUnreachable, match="no answer from http://x within"):
+        api.start_signing_session("r1", "principal", [])
+    with ApiClient("http://x", "key") as api, \
+            pytest.raises(ApiUnreachable, match="cannot reach http://x"):
+        api.start_signing_session("r1", "principal", [])
 
 
 def test_non_json_error_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    def gateway(*args: Any, **kwargs: Any) -> requests.Response:
-        resp = requests.Response()
-        resp.status_code = 502
-        resp._content = b"<html>Bad Gateway</html>"
-        resp.headers["Content-Type"] = "text/html"
-        return resp
-
-    monkeypatch.setattr(requests, "post", gateway)
-    with pytest.raises(ServerError, match="502 http_502: <html>Bad Gateway</html>"):
-        start_session("http://x", "key", "r1", "principal", [])
+    resp = requests.Response()
+    resp.status_code = 502
+    resp._content = b"<html>Bad Gateway</html>"
+    resp.headers["Content-Type"] = "text/html"
+    _mount(monkeypatch, Answers(resp))
+    with ApiClient("http://x", "key") as api, \
+            pytest.raises(ApiError, match="502 http_502: <html>Bad Gateway</html>"):
+        api.start_signing_session("r1", "principal", [])
 
 
 # --------------------------------------------------------------------------- CLI (HTTP)
@@ -551,8 +599,8 @@ def test_cli_sign_batch(fake: FakeHocba, client_token: dict[str, Any], pin: str,
     monkeypatch.setenv("HOCBA_TEST_API_KEY", fake.api_key)
     result = CliRunner().invoke(agent, _sign_args(client_token, fake, "r1", "r2", "r3"))
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == [f"r{i}\tsigned\tawaiting_signatures"
-                                          for i in (1, 2, 3)]
+    # a batch's results say "signed" per record, not the record's status
+    assert result.stdout.splitlines() == [f"r{i}\tsigned\tsigned" for i in (1, 2, 3)]
     assert "matched by cka_id" in result.output
     assert pin not in result.output and fake.api_key not in result.output
 

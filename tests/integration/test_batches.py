@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from click.testing import CliRunner
+from requests.structures import CaseInsensitiveDict
 
 from tests.conftest import CSC_PORT
 from tests.integration.helpers import auth, metadata, upload
@@ -92,3 +95,60 @@ def test_hsm_batch_progress_and_per_record_failure(http: Any, api_keys: dict[str
     other = http.get(f"/v1/jobs/{r.get_json()['job_id']}",
                      headers=auth(api_keys["school-2"]))
     assert other.status_code == 404
+
+
+class FlaskTransport(requests.adapters.BaseAdapter):
+    """Sends requests.Session requests to the app's test client (the ApiClient of
+    `hocba batch` against the real routes, no server process)."""
+
+    def __init__(self, http: Any) -> None:
+        super().__init__()
+        self.http = http
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        assert kwargs.get("timeout"), "every request needs a timeout"
+        url = urlsplit(str(request.url))
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("host", "content-length")}
+        answer = self.http.open(url.path + (f"?{url.query}" if url.query else ""),
+                                method=request.method, headers=headers, data=request.body)
+        resp = requests.Response()
+        resp.status_code = answer.status_code
+        resp._content = answer.get_data()
+        resp.headers = CaseInsensitiveDict(dict(answer.headers))
+        resp.request, resp.url = request, request.url
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+def test_batch_cli_over_the_api_client(http: Any, api_keys: dict[str, str],
+                                       samples: dict[str, bytes],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    key = api_keys["school-1"]
+    ids = make_records(http, key, samples, 2, 300)
+    other = make_records(http, api_keys["school-2"], samples, 1, 901, school="DEMO-SCHOOL-2")
+    base = "http://hocba.test"
+    transport = FlaskTransport(http)
+    get_adapter = requests.Session.get_adapter
+    monkeypatch.setattr(requests.Session, "get_adapter", lambda self, url: (
+        transport if url.startswith(base) else get_adapter(self, url)))
+    monkeypatch.setenv("HOCBA_TEST_API_KEY", key)
+
+    from signer.cli import main
+
+    args = ["batch", "sign", "--url", base, "--api-key-env", "HOCBA_TEST_API_KEY",
+            "--role", "teacher", "--key", "school-1-teacher"]
+    result = CliRunner().invoke(main, [*args, *(f"--record={r}" for r in [*ids, *other])])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "2 signed, 1 failed of 3"
+    assert lines[1].startswith(f"{other[0]}\tfailed\trecord_not_found: ")
+    assert key not in result.output
+    result = CliRunner().invoke(main, [*args, "--record", "no-such-record"])
+    assert result.exit_code == 1 and "0 signed, 1 failed of 1" in result.stdout
+    assert "job " in result.output  # the progress bar, on stderr
+    result = CliRunner().invoke(main, [*args, "--key", "no-such-key", "--record", ids[0]])
+    assert result.exit_code == 1
+    assert "404 key_not_found: " in result.output

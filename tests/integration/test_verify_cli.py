@@ -74,7 +74,7 @@ def test_verify_starts_without_the_service_code(record_file: Path) -> None:
         "except SystemExit as e:\n"
         "    assert e.code == 0, e.code\n"
         "heavy = [m for m in ('sqlalchemy', 'alembic', 'flask', 'fontTools', 'archive', "
-        "'signer.agent', 'signer.workflow', 'signer.http', 'signer.keys.registry', "
+        "'signer.agent', 'signer.service', 'signer.http', 'signer.keys.registry', "
         "'requests') if m in sys.modules]\n"
         "print(heavy)\n"
     )
@@ -82,3 +82,37 @@ def test_verify_starts_without_the_service_code(record_file: Path) -> None:
                           timeout=120, cwd=fx.REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_starts_without_the_subcommands() -> None:
+    code = (
+        "import sys\n"
+        "from signer.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('sqlalchemy', 'flask', 'archive', 'signer.agent', "
+        "'signer.apiclient', 'signer.cli.agent', 'signer.cli.archive', 'signer.cli.batch', "
+        "'signer.cli.verify', 'pkcs11', 'requests') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=fx.REPO)
+    assert done.returncode == 0, done.stderr
+    assert "verify " in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_lazy_help_is_the_commands_help() -> None:
+    import click
+
+    from signer.cli import LazyGroup, main
+
+    ctx = click.Context(main)
+    for name, (_, short) in LazyGroup.LAZY.items():
+        command = main.get_command(ctx, name)
+        assert command is not None
+        for limit in (30, 45, 60, 200):
+            assert (click.Command(name, help=short).get_short_help_str(limit)
+                    == command.get_short_help_str(limit)), name

@@ -1,4 +1,5 @@
-"""The `hocba` command line."""
+"""`hocba dev`: the dev service with its TSA/OCSP/CRL responder and CSC server; the
+helpers tests and benchmarks start the same processes with."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import click
 
@@ -39,38 +39,7 @@ def dev_environment(state: Path, responder_port: int) -> dict[str, str]:
     }
 
 
-class LazyGroup(click.Group):
-    """Subcommands imported when used: `hocba verify` must start fast, without the
-    index, the agent's PKCS#11 code or HTTP clients (click's documented pattern)."""
-
-    LAZY: ClassVar[dict[str, str]] = {
-        "agent": "signer.agent:agent",
-        "archive": "signer.archive_cli:archive",
-        "batch": "signer.client_cli:batch",
-        "jobs": "signer.client_cli:jobs",
-        "verify": "signer.verify_cli:verify",
-    }
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.LAZY})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.LAZY:
-            import importlib
-
-            module, name = self.LAZY[cmd_name].split(":")
-            command = getattr(importlib.import_module(module), name)
-            assert isinstance(command, click.Command)
-            return command
-        return super().get_command(ctx, cmd_name)
-
-
-@click.group(cls=LazyGroup)
-def main() -> None:
-    """hocba: signing and archival of digital school records (học bạ số)."""
-
-
-@main.command()
+@click.command()
 @click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8080")))
 def dev(port: int) -> None:
     """Provision dev state if needed, then run the TSA/OCSP/CRL responder and the service."""
@@ -118,7 +87,3 @@ def dev(port: int) -> None:
         pass
     finally:
         stop()
-
-
-if __name__ == "__main__":
-    main()

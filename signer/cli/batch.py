@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
-import requests
+
+from signer.apiclient import ApiClient, ApiClientError, ApiError, ApiUnreachable, Job
+
+T = TypeVar("T")
 
 
 def _api_key(env: str) -> str:
@@ -19,39 +23,39 @@ def _api_key(env: str) -> str:
     return key
 
 
-def _call(method: str, url: str, api_key: str, **kw: Any) -> Any:
+def _call(fn: Callable[[], T]) -> T:
+    """One API call; its failure as one line (never the API key or the OTP)."""
     try:
-        r = requests.request(method, url, headers={"Authorization": f"Bearer {api_key}"},
-                             timeout=(10, 120), **kw)
-    except requests.RequestException as e:
-        raise click.ClickException(f"{url}: {type(e).__name__}") from e
-    body = r.json() if r.headers.get("Content-Type", "").startswith("application/") else {}
-    if r.status_code >= 400:
-        raise click.ClickException(f"{r.status_code} {body.get('code')}: {body.get('detail')}")
-    return body
+        return fn()
+    except ApiError as e:
+        raise click.ClickException(f"{e.status} {e.code}: {e.detail}") from e
+    except ApiUnreachable as e:
+        raise click.ClickException(f"{e.url}: {e.reason}") from e
+    except ApiClientError as e:
+        raise click.ClickException(e.detail) from e
 
 
-def wait_for_job(base: str, api_key: str, job_id: str, poll: float = 0.5) -> dict[str, Any]:
+def wait_for_job(client: ApiClient, job_id: str, poll: float = 0.5) -> Job:
     """Poll GET /v1/jobs/{id} with a progress bar on stderr until it finishes."""
-    job: dict[str, Any] = _call("GET", f"{base}/v1/jobs/{job_id}", api_key)
-    with click.progressbar(length=job["total"], label=f"job {job_id[:8]}",
+    job = _call(lambda: client.get_job(job_id))
+    with click.progressbar(length=job.total, label=f"job {job_id[:8]}",
                            file=sys.stderr, show_pos=True) as bar:
         shown = 0
         while True:
-            handled = job["done"] + len(job["failed"])
+            handled = job.done + len(job.failed)
             bar.update(handled - shown)
             shown = handled
-            if job["status"] == "finished":
+            if job.status == "finished":
                 return job
             time.sleep(poll)
-            job = _call("GET", f"{base}/v1/jobs/{job_id}", api_key)
+            job = _call(lambda: client.get_job(job_id))
 
 
-def _report(job: dict[str, Any]) -> None:
-    click.echo(f"{job['done']} signed, {len(job['failed'])} failed of {job['total']}")
-    for f in job["failed"]:
-        click.echo(f"{f['record_id']}\tfailed\t{f['code']}: {f['detail']}")
-    if job["failed"]:
+def _report(job: Job) -> None:
+    click.echo(f"{job.done} signed, {len(job.failed)} failed of {job.total}")
+    for f in job.failed:
+        click.echo(f"{f.record_id}\tfailed\t{f.code}: {f.detail}")
+    if job.failed:
         raise SystemExit(1)
 
 
@@ -71,14 +75,16 @@ def batch() -> None:
 def batch_sign(url: str, api_key_env: str, role: str, signer_key: str,
                records: tuple[str, ...], otp_env: str | None) -> None:
     api_key = _api_key(api_key_env)
-    body: dict[str, Any] = {"role": role, "key": signer_key, "record_ids": list(records)}
+    authorization = None
     if otp_env:
         otp = os.environ.get(otp_env)
         if not otp:
             raise click.UsageError(f"set the one-time password in {otp_env}")
-        body["authorization"] = {"otp": otp}
-    job = _call("POST", f"{url}/v1/batches", api_key, json=body)
-    _report(wait_for_job(url, api_key, job["job_id"]))
+        authorization = {"otp": otp}
+    with ApiClient(url, api_key) as client:
+        job = _call(lambda: client.create_batch(role, signer_key, list(records),
+                                                authorization=authorization))
+        _report(wait_for_job(client, job.job_id))
 
 
 @click.group("jobs")
@@ -91,4 +97,5 @@ def jobs() -> None:
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True)
 @click.option("--api-key-env", default="HOCBA_API_KEY", show_default=True)
 def jobs_wait(job_id: str, url: str, api_key_env: str) -> None:
-    _report(wait_for_job(url, _api_key(api_key_env), job_id))
+    with ApiClient(url, _api_key(api_key_env)) as client:
+        _report(wait_for_job(client, job_id))
