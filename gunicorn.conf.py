@@ -28,3 +28,14 @@ logconfig_dict = {
         "pyhanko_certvalidator": {"level": "WARNING"},
     },
 }
+
+
+def on_starting(server: object) -> None:
+    """In the master, before any worker: a library version the fixes were not tested
+    with stops gunicorn once, with signer.fixes' message (workers get the fixes from
+    create_app as well)."""
+    from signer import fixes
+    from signer.logs import configure_logging
+
+    fixes.apply()
+    configure_logging()
