@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "samples"
+SAMPLES = REPO / "tests" / "fixtures" / "samples"
 STATE = REPO / "var" / "bench"
 RUN = STATE / "run"  # everything one run writes (wiped at the start of a run)
 

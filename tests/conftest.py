@@ -24,7 +24,7 @@ if not os.environ.get("HOCBA_TEST_UNPATCHED"):  # set by tests/unpatched.py
     fixes.apply()
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "samples"
+SAMPLES = REPO / "tests" / "fixtures" / "samples"
 # Another test session on this machine? Give it its own port (and so its own state).
 RESPONDER_PORT = int(os.environ.get("HOCBA_TEST_RESPONDER_PORT", "9781"))
 TEST_STATE = REPO / "var" / ("test" if RESPONDER_PORT == 9781 else f"test-{RESPONDER_PORT}")

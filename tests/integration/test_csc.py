@@ -39,7 +39,7 @@ from signer.settings import load_settings
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO.parent / "shared" / "samples" / "hoc-ba-tieu-hoc-fpdf2.pdf"
+SAMPLE = REPO / "tests" / "fixtures" / "samples" / "hoc-ba-tieu-hoc-fpdf2.pdf"
 SCHOOL = "DEMO-SCHOOL-1"
 SCHOOL_NAME = "Trường Tiểu học Nguyễn Du"
 KEY = "school-1-csc-teacher"

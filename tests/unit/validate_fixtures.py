@@ -33,7 +33,7 @@ from tests.conftest import RESPONDER_PORT, TEST_STATE  # noqa: E402
 
 DEV = TEST_STATE
 PKI = DEV / "pki"
-SAMPLE = REPO.parent / "shared" / "samples" / "hoc-ba-tieu-hoc-fpdf2.pdf"
+SAMPLE = REPO / "tests" / "fixtures" / "samples" / "hoc-ba-tieu-hoc-fpdf2.pdf"
 POLICY = "hoc_ba_tieu_hoc"
 SCHOOL = "DEMO-SCHOOL-1"
 SCHOOL_NAME = "Trường Tiểu học Nguyễn Du"
