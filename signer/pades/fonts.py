@@ -28,7 +28,8 @@ from typing import Any
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulator, GlyphAccumulatorFactory
 
 from signer import fixes
-from signer.fixes.parsedfont import ParsedFont, ParsedFontAccumulator
+from signer.fixes.parsedfont import ParsedFont
+from signer.fixes.parsedfont_engine import ParsedFontAccumulator
 
 RANGES = (
     (0x20, 0x7E), (0xA0, 0xFF), (0x100, 0x17F),  # Latin, Latin-1, Latin Extended-A (Ă Đ Ĩ Ũ)

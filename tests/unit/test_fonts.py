@@ -11,7 +11,7 @@ from fontTools.ttLib import TTFont
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
-from signer.fixes.parsedfont import ParsedFontAccumulator
+from signer.fixes.parsedfont_engine import ParsedFontAccumulator
 from signer.pades.fonts import (
     LAYOUT_TABLES,
     StampFont,
