@@ -117,3 +117,26 @@ def test_lazy_help_is_the_commands_help() -> None:
         for limit in (30, 45, 60, 200):
             assert (click.Command(name, help=short).get_short_help_str(limit)
                     == command.get_short_help_str(limit)), name
+
+
+def test_library_fixes_are_applied_for_pyhanko_commands_only() -> None:
+    code = (
+        "import sys\n"
+        "from signer import fixes\n"
+        "from signer.cli import main\n"
+        "def run(args):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "run(['jobs', 'wait', '--help'])\n"
+        "print('RESULT', 'pyhanko' in sys.modules, fixes.applied())\n"
+        "run(['verify', '--help'])\n"
+        "print('RESULT', len(fixes.applied()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=fx.REPO)
+    assert done.returncode == 0, done.stderr
+    results = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert results[0] == "RESULT False []"
+    assert int(results[1].split()[1]) >= 6
