@@ -18,6 +18,7 @@ from archive.index.rows import (
     RecordRow,
     ShareLinkRow,
     SignatureRow,
+    TransferRow,
     VersionRow,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "RecordRow",
     "ShareLinkRow",
     "SignatureRow",
+    "TransferRow",
     "VersionRow",
 ]

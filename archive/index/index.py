@@ -24,11 +24,13 @@ from archive.index.records import RecordCount, RecordsMixin
 from archive.index.sessions import SessionsMixin
 from archive.index.share_links import ShareLinksMixin
 from archive.index.signatures import SignaturesMixin
+from archive.index.transfers import TransfersMixin
 
 __all__ = ["Index", "RecordCount"]
 
 
 class Index(
+    TransfersMixin,
     SignaturesMixin,
     ShareLinksMixin,
     RecordsMixin,

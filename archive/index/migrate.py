@@ -9,6 +9,8 @@ once it holds that lock. The loser of the race finds the schema at head and does
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -64,7 +66,7 @@ def current_revision(conn: Connection) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the index to `revision`; an index made by `create_all` is first stamped at
     INITIAL. Does nothing if it is already there."""
-    with _alembic_lock, engine.connect() as conn:
+    with _alembic_lock, engine.connect() as conn, _sqlite_foreign_keys_off(conn):
         conn.execution_options(hocba_begin="IMMEDIATE")  # SQLite: take the write lock now
         with conn.begin():
             if conn.dialect.name == "postgresql":
@@ -75,8 +77,26 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             command.upgrade(config, revision)
 
 
+@contextmanager
+def _sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite changes a constraint by rebuilding the table, which other tables' foreign
+    keys point at: as SQLite's documentation prescribes, foreign keys are off for the
+    migration (set outside the transaction; a revision that rebuilds a table runs
+    `PRAGMA foreign_key_check` before its transaction commits)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
 def downgrade(engine: Engine, revision: str) -> None:
-    with _alembic_lock, engine.connect() as conn:
+    with _alembic_lock, engine.connect() as conn, _sqlite_foreign_keys_off(conn):
         conn.execution_options(hocba_begin="IMMEDIATE")
         with conn.begin():
             if conn.dialect.name == "postgresql":

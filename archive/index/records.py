@@ -17,6 +17,7 @@ from archive.index.base import is_unique_violation
 from archive.index.objects import ObjectsMixin
 from archive.index.rows import AWAITING_SIGNATURES, RecordRow
 from archive.store.base import StoredObject
+from archive.verification import new_code
 
 # The most records one `list_records` call returns.
 MAX_LIST_LIMIT = 1000
@@ -54,10 +55,13 @@ class RecordsMixin(AuditMixin, ObjectsMixin):
         audit_detail: Mapping[str, Any],
         supersedes: str | None = None,
         record_id: str | None = None,
+        verification_code: str | None = None,
     ) -> RecordRow:
         """Insert a record awaiting signatures. With `supersedes`, it becomes the next
-        version of that record's chain, and the old one gains `superseded_by`."""
+        version of that record's chain (of the same school), and the old one gains
+        `superseded_by`."""
         record_id = record_id or str(uuid.uuid4())
+        verification_code = verification_code or new_code()
         now = self._now()
         with self._write() as conn:
             chain_version = 1
@@ -68,13 +72,16 @@ class RecordsMixin(AuditMixin, ObjectsMixin):
                         f"superseded record {supersedes} does not exist",
                         code="supersedes_not_found",
                     )
-                if (old.student_id_number, old.school_year, old.record_type) != (
+                if (old.school_code, old.student_id_number, old.school_year,
+                        old.record_type) != (
+                    school_code,
                     student_id_number,
                     school_year,
                     record_type,
                 ):
                     raise ArchiveError(
-                        f"record {supersedes} is for another pupil, year or record type",
+                        f"record {supersedes} is for another school, pupil, year or "
+                        "record type",
                         code="supersedes_mismatch",
                     )
                 chain_version = old.chain_version + 1
@@ -100,6 +107,7 @@ class RecordsMixin(AuditMixin, ObjectsMixin):
                         created_at=now,
                         updated_at=now,
                         archived_at=None,
+                        verification_code=verification_code,
                     )
                 )
             except sa.exc.IntegrityError as e:
@@ -135,17 +143,27 @@ class RecordsMixin(AuditMixin, ObjectsMixin):
         with self._read() as conn:
             return self._get_record(conn, record_id)
 
-    def find_current_record(self, student_id_number: str, school_year: str,
-                            record_type: str) -> RecordRow | None:
-        """The newest record of a pupil's chain for a year and type (not superseded)."""
+    def find_current_record(self, school_code: str, student_id_number: str,
+                            school_year: str, record_type: str) -> RecordRow | None:
+        """The newest record of a pupil's chain at a school for a year and type (not
+        superseded)."""
         with self._read() as conn:
             row = conn.execute(
                 sa.select(t.records).where(
+                    t.records.c.school_code == school_code,
                     t.records.c.student_id_number == student_id_number,
                     t.records.c.school_year == school_year,
                     t.records.c.record_type == record_type,
                     t.records.c.superseded_by.is_(None),
                 ).order_by(t.records.c.chain_version.desc()).limit(1)
+            ).first()
+            return _record(row) if row else None
+
+    def find_record_by_verification_code(self, code: str) -> RecordRow | None:
+        """The record whose QR code carries `code` (canonical form)."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(t.records).where(t.records.c.verification_code == code)
             ).first()
             return _record(row) if row else None
 

@@ -34,6 +34,8 @@ class RecordRow:
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    verification_code: str | None = None
+    """What the record's QR code carries (archive.verification, canonical form)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,24 @@ class ShareLinkRow:
     created_at: datetime
     expires_at: datetime
     uses: int
+    id: str | None = None
+    """The link's public id (listing, revoking); never the token."""
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferRow:
+    """The sending school lets the receiving school read one pupil's archived records."""
+
+    id: str
+    student_id_number: str
+    from_school: str
+    to_school: str
+    from_tenant: str
+    created_by: str
+    created_at: datetime
+    note: str | None
 
 
 SESSION_OPEN = "open"

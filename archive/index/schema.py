@@ -73,9 +73,17 @@ records = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("archived_at", UTCDateTime, nullable=True),
-    # One record per pupil, year and type at each step of a correction chain.
-    sa.UniqueConstraint("student_id_number", "school_year", "record_type", "chain_version"),
+    # What the record's QR code carries (archive.verification); every record has one
+    # from revision 0004 on.
+    sa.Column("verification_code", sa.String(32), nullable=True),
+    # One record per school, pupil, year and type at each step of a correction chain:
+    # uniqueness is per school, so no school can learn from a refusal that another
+    # school holds a record for a pupil (docs/CONTRACT.md, "Transfers").
+    sa.UniqueConstraint("school_code", "student_id_number", "school_year", "record_type",
+                        "chain_version", name="uq_records_school_pupil_year_type_version"),
     sa.Index(None, "school_code", "school_year"),
+    sa.Index(None, "verification_code", unique=True),
+    sa.Index(None, "student_id_number"),
     sa.Index(None, "tenant", "status"),
 )
 
@@ -189,9 +197,32 @@ share_links = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("uses", sa.Integer, nullable=False),
+    # The link's public id (for listing and revoking it; never the token).
+    sa.Column("id", sa.String(36), nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_by", sa.String(128), nullable=True),
     sa.CheckConstraint("purpose IN ('transfer', 'guardian')", name="purpose"),
     sa.CheckConstraint("uses >= 0", name="uses"),
     sa.Index(None, "record_id"),
+    sa.Index(None, "id", unique=True),
+)
+
+# School transfers: the sending school lets the receiving school read one pupil's
+# archived records (never change them). Kept for ever, like the records.
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("student_id_number", sa.String(32), nullable=False),
+    sa.Column("from_school", sa.String(64), nullable=False),
+    sa.Column("to_school", sa.String(64), nullable=False),
+    sa.Column("from_tenant", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("from_school <> to_school", name="schools"),
+    sa.Index(None, "to_school", "student_id_number"),
+    sa.Index(None, "from_school", "created_at"),
 )
 
 # Two-step signing (client-held keys): what was prepared for the client to sign, so the

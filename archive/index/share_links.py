@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +53,7 @@ class ShareLinksMixin(RecordsMixin):
                         created_at=now,
                         expires_at=expires_at,
                         uses=0,
+                        id=str(uuid.uuid4()),
                     )
                 )
             except sa.exc.IntegrityError as e:
@@ -63,6 +65,7 @@ class ShareLinksMixin(RecordsMixin):
             link = self._must_get_share_link(conn, token_sha256)
             detail = {
                 "token_sha256": token_sha256,
+                "link_id": link.id,
                 "purpose": purpose,
                 "expires_at": link.expires_at.isoformat(),
             }
@@ -76,8 +79,9 @@ class ShareLinksMixin(RecordsMixin):
             return self._get_share_link(conn, token_sha256)
 
     def count_share_use(self, token_sha256: str, *, actor: str = "share-link") -> ShareLinkRow:
-        """Count one use of a live link and return it; an unknown or expired link raises
-        ArchiveError (share_link_not_found, share_link_expired) and is not counted."""
+        """Count one use of a live link and return it; an unknown, revoked or expired link
+        raises ArchiveError (share_link_not_found, share_link_revoked, share_link_expired)
+        and is not counted."""
         now = self._now()
         with self._write() as conn:
             row = conn.execute(
@@ -88,6 +92,8 @@ class ShareLinksMixin(RecordsMixin):
             ).first()
             if row is None:
                 raise ArchiveError("no such share link", code="share_link_not_found")
+            if row.revoked_at is not None:
+                raise ArchiveError("the share link was revoked", code="share_link_revoked")
             if row.expires_at <= now:
                 raise ArchiveError("the share link has expired", code="share_link_expired")
             conn.execute(
@@ -101,6 +107,40 @@ class ShareLinksMixin(RecordsMixin):
                 conn, actor, row.tenant, "share_link.used", link.record_id, detail, now
             )
             return link
+
+    def list_share_links(self, record_id: str) -> list[ShareLinkRow]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t.share_links)
+                .where(t.share_links.c.record_id == record_id)
+                .order_by(t.share_links.c.created_at, t.share_links.c.id)
+            )
+            return [_share_link(row) for row in rows]
+
+    def revoke_share_link(self, record_id: str, link_id: str, actor: str) -> ShareLinkRow:
+        """Revoke a link of `record_id` (for ever; revoking twice keeps the first time);
+        audited. ArchiveError share_link_not_found for a link of another record."""
+        now = self._now()
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(t.share_links.c.token_sha256, t.share_links.c.revoked_at,
+                          t.records.c.tenant)
+                .join(t.records, t.records.c.id == t.share_links.c.record_id)
+                .where(t.share_links.c.id == link_id,
+                       t.share_links.c.record_id == record_id)
+                .with_for_update(of=t.share_links)
+            ).first()
+            if row is None:
+                raise ArchiveError("no such share link", code="share_link_not_found")
+            if row.revoked_at is None:
+                conn.execute(
+                    t.share_links.update()
+                    .where(t.share_links.c.token_sha256 == row.token_sha256)
+                    .values(revoked_at=now, revoked_by=actor)
+                )
+                self._append_audit(conn, actor, row.tenant, "share_link.revoked", record_id,
+                                   {"link_id": link_id}, now)
+            return self._must_get_share_link(conn, row.token_sha256)
 
     def _get_share_link(self, conn: Connection, token_sha256: str) -> ShareLinkRow | None:
         row = conn.execute(

@@ -68,8 +68,10 @@ class Records:
                            code="school_not_found")
         check_pdf(pdf, max_bytes=self.settings.max_pdf_bytes)
         policy = self.policies[meta.record_type]
-        current = self.index.find_current_record(meta.student_id_number, meta.school_year,
-                                                 meta.record_type)
+        # Uniqueness is per school: whether another school holds a record for this pupil
+        # is never looked at, so no answer can tell (docs/CONTRACT.md, "Transfers").
+        current = self.index.find_current_record(meta.school_code, meta.student_id_number,
+                                                 meta.school_year, meta.record_type)
         if meta.supersedes is None and current is not None:
             raise Conflict(RECORD_EXISTS, code="record_exists")
         if meta.supersedes is not None:
@@ -77,10 +79,11 @@ class Records:
             if old is None or not actor.client.covers(old.school_code):
                 raise NotFound(f"superseded record {meta.supersedes} not found",
                                code="supersedes_not_found")
-            if (old.student_id_number, old.school_year, old.record_type) != (
-                    meta.student_id_number, meta.school_year, meta.record_type):
-                raise InvalidInput(f"record {old.id} is for another pupil, year or record type",
-                                   code="supersedes_mismatch")
+            if (old.school_code, old.student_id_number, old.school_year, old.record_type) != (
+                    meta.school_code, meta.student_id_number, meta.school_year,
+                    meta.record_type):
+                raise InvalidInput(f"record {old.id} is for another school, pupil, year or "
+                                   "record type", code="supersedes_mismatch")
             if current is None or current.id != old.id:
                 raise Conflict(f"record {old.id} is not the newest version of this pupil's "
                                "record; correct the newest one", code="supersedes_not_current")

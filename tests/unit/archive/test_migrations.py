@@ -31,10 +31,11 @@ from archive.index import (
 )
 from archive.index import migrate as migrations
 from archive.index import schema as t
+from archive.verification import canonical
 from tests.unit.archive.conftest import StepClock
 from tests.unit.archive.test_index import new_record, run_concurrently
 
-HEAD = "0003"
+HEAD = "0004"
 INITIAL_TABLES = [t.records, t.signatures, t.versions, t.objects, t.idempotency, t.audit]
 TOKEN = "ab" * 32
 
@@ -100,6 +101,26 @@ def structure(engine: sa.Engine, *, raw_sql: bool = True) -> dict[str, Any]:
     return tables
 
 
+def without_records(tables: dict[str, Any]) -> dict[str, Any]:
+    """All but `records`, which changed in 0004 (verification codes, uniqueness per
+    school): the model's today is not what 0001 made."""
+    rest = {name: value for name, value in tables.items() if name != "records"}
+    if "sqlite_master" in rest:
+        rest["sqlite_master"] = [
+            row for row in rest["sqlite_master"]
+            if row[1] != "records" and not row[1].startswith("ix_records_")
+        ]
+    return rest
+
+
+def made_before_migrations(engine: sa.Engine) -> None:
+    """The initial tables as create_all made them before there were migrations (which is
+    what 0001 makes, checked above), without alembic's version table."""
+    migrations.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+
+
 def drop_everything(engine: sa.Engine) -> None:
     t.metadata.drop_all(engine)
     with engine.begin() as conn:
@@ -118,7 +139,8 @@ def migrated_index(url: str, clock: StepClock | None = None) -> Index:
 def test_revisions_form_one_line_ending_at_head() -> None:
     scripts = ScriptDirectory.from_config(migrations.alembic_config())
     assert migrations.head_revision() == HEAD
-    assert [r.revision for r in scripts.walk_revisions("base", "heads")] == ["0003", "0002", "0001"]
+    revisions = [r.revision for r in scripts.walk_revisions("base", "heads")]
+    assert revisions == ["0004", "0003", "0002", "0001"]
 
 
 def test_fresh_index_migrates_to_head(index_url: str, engine: sa.Engine) -> None:
@@ -152,10 +174,10 @@ def test_migrations_make_what_create_all_makes(index_url: str, engine: sa.Engine
     """Same tables, types, constraint and index names: 0001 against the create_all of
     before migrations, and head against the create_all of today's model."""
     t.metadata.create_all(engine, tables=INITIAL_TABLES)
-    legacy = structure(engine)
+    legacy = without_records(structure(engine))
     drop_everything(engine)
     migrations.upgrade(engine, "0001")
-    assert structure(engine) == legacy
+    assert without_records(structure(engine)) == legacy
     assert version_rows(engine) == ["0001"]
 
     drop_everything(engine)
@@ -169,17 +191,26 @@ def test_migrations_make_what_create_all_makes(index_url: str, engine: sa.Engine
 def test_create_all_index_is_stamped_then_upgraded(
     index_url: str, engine: sa.Engine, clock: StepClock
 ) -> None:
-    t.metadata.create_all(engine, tables=INITIAL_TABLES)
-    old = Index(index_url, clock=clock)  # in use before there were migrations
-    try:
-        record = new_record(old)
-    finally:
-        old.close()
+    made_before_migrations(engine)
+    legacy_records = sa.Table("records", sa.MetaData(), autoload_with=engine)
+    assert "verification_code" not in legacy_records.c
+    with engine.begin() as conn:  # a record written before there were migrations
+        conn.execute(legacy_records.insert().values(
+            id="r-legacy", tenant="DEMO-SCHOOL-1", school_code="DEMO-SCHOOL-1",
+            school_name="Trường Demo", record_type="hoc_ba_tieu_hoc", policy="p@1",
+            student_id_number="001215012345", school_year="2024-2025", metadata_json="{}",
+            status="awaiting_signatures", current_sha256="aa" * 32, current_size=1,
+            original_sha256="aa" * 32, chain_version=1, created_at=clock.now,
+            updated_at=clock.now))
 
     index = migrated_index(index_url, clock)
     try:
         assert index.schema_revision() == HEAD
-        assert index.get_record(record.id) == record
+        record = index.get_record("r-legacy")
+        assert record is not None and record.school_code == "DEMO-SCHOOL-1"
+        # 0004 gave it a verification code, which finds it
+        assert record.verification_code and canonical(record.verification_code)
+        assert index.find_record_by_verification_code(record.verification_code) == record
         link = index.create_share_link(
             TOKEN, record.id, SHARE_TRANSFER, "school-1", clock.now + timedelta(days=7)
         )
