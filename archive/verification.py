@@ -30,3 +30,8 @@ def canonical(text: str) -> str | None:
 def display(code: str) -> str:
     """'ABCD-EFGH-JKMN-PQRS', as printed on the record."""
     return "-".join(code[i:i + 4] for i in range(0, len(code), 4))
+
+
+def verify_url(public_base_url: str, code: str) -> str:
+    """The public page a code opens (what the QR code encodes and the API answers)."""
+    return f"{public_base_url.rstrip('/')}/verify/{display(code)}"

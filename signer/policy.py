@@ -22,6 +22,7 @@ NAME_ATTRIBUTES = {
     "user_id", "organizational_unit_name", "organization_name", "common_name", "serial_number",
 }
 APPEARANCE_KEYS = {"signer", "ts", "school", "role"}
+VERIFICATION_POSITIONS = {"top-right", "top-left", "bottom-right", "bottom-left"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,23 @@ class RolePolicy:
 
 
 @dataclass(frozen=True)
+class VerificationSpec:
+    """Where the record's QR code and printed verification code go
+    (signer/pades/qrstamp.py): a corner of the page's crop box, as the page is shown.
+
+    Default: the top right corner of the first page. The signature fields are at the
+    bottom of the last page (y 40-130, the whole width), so for a one-page record any
+    bottom corner would collide with them; records put their title centred at the top
+    and write left-aligned lines below it, so the top right corner is the margin least
+    likely to hold content (checked on every sample in tests/fixtures/samples)."""
+
+    page: int = 1  # 1-based; negative counts from the end
+    position: str = "top-right"
+    size: int = 64  # side of the QR code in points, its quiet zone included
+    margin: int = 18  # points from the crop box's edges (printers lose the outer ~5 mm)
+
+
+@dataclass(frozen=True)
 class Policy:
     id: str
     version: int
@@ -49,6 +67,7 @@ class Policy:
     hash_algorithm: str
     docmdp: str
     roles: tuple[RolePolicy, ...]
+    verification: VerificationSpec = VerificationSpec()
 
     @property
     def ref(self) -> str:
@@ -110,6 +129,25 @@ def _field(where: str, raw: Any) -> FieldSpec:
     return FieldSpec(name=name, page=page, box=(x1, y1, x2, y2))
 
 
+def _verification(where: str, raw: Any) -> VerificationSpec:
+    default = VerificationSpec()
+    r = _Reader(where, raw)
+    page = r.take("page", int, default.page)
+    position = _choice(f"{where}.position", r.take("position", str, default.position),
+                       VERIFICATION_POSITIONS)
+    size = r.take("size", int, default.size)
+    margin = r.take("margin", int, default.margin)
+    r.done()
+    if page == 0:
+        raise ConfigError(f"{where}.page: pages count from 1 (negative: from the end)")
+    if not 36 <= size <= 216:
+        raise ConfigError(f"{where}.size: {size} pt is not between 36 and 216 "
+                          "(a smaller QR code does not scan from paper)")
+    if not 0 <= margin <= 144:
+        raise ConfigError(f"{where}.margin: {margin} pt is not between 0 and 144")
+    return VerificationSpec(page=page, position=position, size=size, margin=margin)
+
+
 def _appearance(where: str, text: str) -> str:
     try:
         text % {k: "" for k in APPEARANCE_KEYS}
@@ -146,6 +184,7 @@ def parse_policy(where: str, raw: dict[str, Any]) -> Policy:
                              HASH_ALGORITHMS)
     docmdp = _choice(f"{where}.docmdp", r.take("docmdp", str), DOCMDP_LEVELS)
     roles_raw = r.take("roles", list)
+    verification = _verification(f"{where}.verification", r.take("verification", dict, {}))
     r.done()
     roles = tuple(_role(f"{where}.roles[{i}]", x) for i, x in enumerate(roles_raw))
     if not roles:
@@ -158,7 +197,7 @@ def parse_policy(where: str, raw: dict[str, Any]) -> Policy:
     if version < 1:
         raise ConfigError(f"{where}.version: must be >= 1")
     return Policy(id=pid, version=version, title=title, hash_algorithm=hash_algorithm,
-                  docmdp=docmdp, roles=roles)
+                  docmdp=docmdp, roles=roles, verification=verification)
 
 
 def load_policies(directory: Path) -> dict[str, Policy]:

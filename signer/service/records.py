@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,12 +12,15 @@ from archive.errors import ArchiveError
 from archive.index import Index
 from archive.index.rows import ARCHIVED, RecordRow
 from archive.store import Area
+from archive.store.base import sha256_of_file
+from archive.verification import new_code
 from signer.clients import Client
 from signer.errors import Conflict, InvalidInput, NotFound, from_archive
 from signer.inputs import check_metadata, check_pdf
+from signer.pades import qrstamp
 from signer.policy import Policy
 from signer.service.actors import Actor
-from signer.service.documents import Documents
+from signer.service.documents import Documents, scratch_file
 from signer.service.views import record_view
 from signer.settings import Settings
 
@@ -87,7 +91,26 @@ class Records:
             if current is None or current.id != old.id:
                 raise Conflict(f"record {old.id} is not the newest version of this pupil's "
                                "record; correct the newest one", code="supersedes_not_current")
-        obj = self.documents.put(pdf, Area.WORKING)
+        # Every record carries its verification QR code and printed code, drawn before
+        # the first signature so every signature covers them. The stamp is an
+        # incremental update: the upload is, byte for byte, the first revision of the
+        # stamped file, which is what the record's working document is from now on
+        # (the upload's own hash stays in the audit detail).
+        code = new_code()
+        url = qrstamp.verification_url(self.settings.public_base_url, code)
+        font = qrstamp.font_factory(self.settings.stamp_font)
+        if isinstance(pdf, bytes):
+            uploaded_sha256, uploaded_size = hashlib.sha256(pdf).hexdigest(), len(pdf)
+            stamped = qrstamp.stamp(
+                pdf, url=url, code=code, spec=policy.verification, font=font)
+            obj = self.documents.put(stamped, Area.WORKING)
+        else:
+            uploaded_sha256 = sha256_of_file(pdf)
+            uploaded_size = pdf.tell()
+            with scratch_file() as out:
+                qrstamp.stamp_to(pdf, out, url=url, code=code, spec=policy.verification,
+                                 font=font)
+                obj = self.documents.put(out, Area.WORKING)
         try:
             return self.index.create_record(
                 tenant=actor.client.tenant, school_code=meta.school_code,
@@ -96,8 +119,10 @@ class Records:
                 school_year=meta.school_year,
                 metadata_json=json.dumps(meta.raw, ensure_ascii=False, sort_keys=True),
                 original=obj, actor=actor.name,
-                audit_detail={"sha256": obj.sha256, "size": obj.size},
-                supersedes=meta.supersedes,
+                audit_detail={"sha256": obj.sha256, "size": obj.size,
+                              "uploaded_sha256": uploaded_sha256,
+                              "uploaded_size": uploaded_size},
+                supersedes=meta.supersedes, verification_code=code,
             )
         except ArchiveError as e:
             detail = RECORD_EXISTS if e.code == "record_exists" else None

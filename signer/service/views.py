@@ -7,6 +7,7 @@ from typing import Any
 
 from archive.index.rows import ARCHIVED, JobRow, RecordRow, SignatureRow, VersionRow
 from archive.times import rfc3339, rfc3339_or_none
+from archive.verification import display, verify_url
 from signer.policy import Policy
 
 
@@ -36,12 +37,14 @@ def record_view(row: RecordRow, policy: Policy | None, signatures: list[Signatur
         "supersedes": row.supersedes, "superseded_by": row.superseded_by,
         "created_at": rfc3339(row.created_at), "updated_at": rfc3339(row.updated_at),
     }
+    code = row.verification_code
+    body["verification_code"] = display(code) if code else None
     if row.status == ARCHIVED:
         body["archive"] = {
             "sha256": row.current_sha256, "size": row.current_size,
             "archived_at": rfc3339_or_none(row.archived_at),
             "version": versions[-1].version if versions else None,
-            "verify_url": f"{public_base_url}/verify/{row.id}",
+            "verify_url": verify_url(public_base_url, code) if code else None,
         }
     return body
 
