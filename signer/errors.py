@@ -145,6 +145,7 @@ _ARCHIVE_PROBLEMS: dict[str, tuple[type[HocbaError], str]] = {
     "supersedes_not_found": (InvalidInput, "supersedes_not_found"),
     "share_link_not_found": (NotFound, "share_link_not_found"),
     "share_link_expired": (Gone, "share_link_expired"),
+    "share_link_revoked": (Gone, "share_link_revoked"),
     "package_hash_mismatch": (IntegrityError, "integrity_error"),
 }
 

@@ -1,4 +1,5 @@
-"""Archivists and verifiers: listing, versions, packages, share links, statistics.
+"""Archivists and verifiers: listing, versions, packages, share links, school transfers,
+statistics.
 
 Every record endpoint answers 404 for a record of a school the caller's tenant does not
 cover, exactly as for a missing one.
@@ -16,7 +17,9 @@ from flask import Blueprint, Response, g, request
 from signer.errors import RequestError
 from signer.http.auth import require
 from signer.http.common import actor, client, json_body, pdf_response, query_error, service
+from signer.http.idempotency import idempotent, request_hash
 from signer.service.catalog import STATUSES, RecordQuery, schools_for
+from signer.service.reads import read_purpose
 
 bp = Blueprint("archive", __name__)
 
@@ -91,8 +94,9 @@ def versions(record_id: str) -> Response:
 def version_document(record_id: str, version: int) -> Response:
     catalog = service().catalog
     row, found = catalog.version(client(), record_id, version)
-    return pdf_response(lambda: catalog.archived_bytes(found.sha256), found.sha256,
-                        f"{row.id}-v{found.version}.pdf")
+    purpose = read_purpose(request.args.get("purpose"))
+    return pdf_response(lambda: catalog.read_version(actor(), row, found, purpose),
+                        found.sha256, f"{row.id}-v{found.version}.pdf")
 
 
 @bp.get("/v1/archive/records/<record_id>/package")
@@ -121,6 +125,19 @@ def share(record_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     return link, 201, {"Cache-Control": "no-store"}
 
 
+@bp.get("/v1/archive/records/<record_id>/shares")
+@require("archive:read", "records:write")
+def share_links(record_id: str) -> dict[str, Any]:
+    return {"items": service().shares.list(actor(), record_id)}
+
+
+@bp.post("/v1/archive/records/<record_id>/shares/<link_id>/revoke")
+@require("archive:read", "records:write")
+def revoke_share_link(record_id: str, link_id: str) -> dict[str, Any]:
+    g.record_id = record_id
+    return service().shares.revoke(actor(), record_id, link_id)
+
+
 @bp.get("/v1/shared/<token>")
 def shared(token: str) -> Response:
     """The archived PDF behind a share link (no API key); every use is audited."""
@@ -133,6 +150,33 @@ def shared(token: str) -> Response:
     resp.headers["X-Robots-Tag"] = "noindex, nofollow"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
+
+
+# -- school transfers ------------------------------------------------------------------
+
+
+@bp.post("/v1/transfers")
+@require("records:write")
+def create_transfer() -> Response:
+    body = json_body()
+
+    def produce() -> tuple[dict[str, Any], int]:
+        return service().transfers.create(actor(), body["student_id"], body["to_school"],
+                                          body.get("from_school"), body.get("note")), 201
+
+    return idempotent(request_hash(json.dumps(body, sort_keys=True).encode()), produce)
+
+
+@bp.get("/v1/transfers")
+@require("archive:read", "records:write")
+def list_transfers() -> dict[str, Any]:
+    return service().transfers.list(actor())
+
+
+@bp.get("/v1/transfers/<transfer_id>")
+@require("archive:read", "records:write")
+def get_transfer(transfer_id: str) -> dict[str, Any]:
+    return service().transfers.get(actor(), transfer_id)
 
 
 # -- statistics ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from signer.errors import InvalidInput, RequestError
 from signer.http.auth import require
 from signer.http.common import actor, client, json_body, pdf_response, service
 from signer.http.idempotency import idempotent, request_hash
+from signer.service.reads import read_purpose
 
 bp = Blueprint("records", __name__, url_prefix="/v1/records")
 
@@ -51,9 +52,11 @@ def get(record_id: str) -> dict[str, Any]:
 @bp.get("/<record_id>/document")
 @require("records:write")
 def document(record_id: str) -> Response:
-    records = service().records
-    row = records.row(client(), record_id)
-    return pdf_response(lambda: records.document(row), row.current_sha256, f"{row.id}.pdf")
+    svc = service()
+    row = svc.records.row(client(), record_id)
+    purpose = read_purpose(request.args.get("purpose"))
+    return pdf_response(lambda: svc.catalog.read_current(actor(), row, purpose),
+                        row.current_sha256, f"{row.id}.pdf")
 
 
 @bp.post("/<record_id>/signatures")

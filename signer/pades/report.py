@@ -67,9 +67,16 @@ class SignerIdentity:
     issuer: str | None
     serial: str | None
     """Lowercase hexadecimal, no leading zeros."""
+    name: str | None = None
+    """The subject's common name: how a person is shown."""
+    public_subject: str | None = None
+    """The subject without identifying attributes (UID, serialNumber, e-mail...): only
+    CN, title, OU, O, L, ST, C. What an answer without a key may show."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "issuer": self.issuer, "serial": self.serial}
+    def as_dict(self, *, public: bool = False) -> dict[str, Any]:
+        subject = self.public_subject if public else self.subject
+        return {"name": self.name, "subject": subject, "issuer": self.issuer,
+                "serial": self.serial}
 
 
 @dataclass(frozen=True)
@@ -91,11 +98,11 @@ class SignatureReport:
     message: str | None = None
     """pyHanko's reason when not passed; for logs, not part of ``as_dict``."""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, public: bool = False) -> dict[str, Any]:
         return {
             "field": self.field,
             "role": self.role,
-            "signer": self.signer.as_dict(),
+            "signer": self.signer.as_dict(public=public),
             "signing_time": rfc3339_or_none(self.signing_time),
             "timestamp_time": rfc3339_or_none(self.timestamp_time),
             "indication": self.indication,
@@ -145,13 +152,15 @@ class VerificationReport:
     def passed(self) -> bool:
         return self.indication == TOTAL_PASSED
 
-    def as_dict(self) -> dict[str, Any]:
-        """The contract's report; ``archived`` is the caller's to fill in."""
+    def as_dict(self, *, public: bool = False) -> dict[str, Any]:
+        """The contract's report; ``archived`` is the caller's to fill in. `public`:
+        signers' subjects without identifying attributes (docs/CONTRACT.md, "What an
+        answer without a key reveals")."""
         return {
             "indication": self.indication,
             "sub_indication": self.sub_indication,
             "archived": None,
-            "signatures": [s.as_dict() for s in self.signatures],
+            "signatures": [s.as_dict(public=public) for s in self.signatures],
             "document_timestamps": [t.as_dict() for t in self.document_timestamps],
             "level": self.level,
         }

@@ -28,6 +28,7 @@ from typing import Any
 
 from asn1crypto import cms, crl, ocsp, tsp, x509
 from cryptography import x509 as cx509
+from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESStatus
@@ -564,17 +565,39 @@ def _signer_identity(sig: EmbeddedPdfSignature) -> SignerIdentity:
     names = _safe(lambda: _names(cert)) if cert is not None else None
     if cert is None or names is None:
         return SignerIdentity(subject=None, issuer=None, serial=None)
-    return SignerIdentity(subject=names[0], issuer=names[1], serial=format(cert.serial_number, "x"))
+    subject, issuer, name, public_subject = names
+    return SignerIdentity(subject=subject, issuer=issuer,
+                          serial=format(cert.serial_number, "x"), name=name,
+                          public_subject=public_subject)
 
 
-def _names(cert: x509.Certificate) -> tuple[str, str]:
-    """Subject and issuer as RFC 4514 strings (most specific attribute first), or
-    asn1crypto's human-friendly text when ``cryptography`` will not parse the cert."""
+# What an answer without a key may show of a signer (no UID, serialNumber, e-mail...).
+_PUBLIC_ATTRIBUTES = frozenset({
+    NameOID.COMMON_NAME, NameOID.TITLE, NameOID.ORGANIZATIONAL_UNIT_NAME,
+    NameOID.ORGANIZATION_NAME, NameOID.LOCALITY_NAME, NameOID.STATE_OR_PROVINCE_NAME,
+    NameOID.COUNTRY_NAME,
+})
+
+
+def _names(cert: x509.Certificate) -> tuple[str, str, str | None, str]:
+    """Subject and issuer as RFC 4514 strings (most specific attribute first), the
+    subject's common name, and the subject with only public attributes; asn1crypto's
+    human-friendly text when ``cryptography`` will not parse the cert."""
     try:
         parsed = cx509.load_der_x509_certificate(cert.dump())
-        return parsed.subject.rfc4514_string(), parsed.issuer.rfc4514_string()
     except Exception:
-        return cert.subject.human_friendly, cert.issuer.human_friendly
+        common = cert.subject.native.get("common_name")
+        name = common if isinstance(common, str) else None
+        return (cert.subject.human_friendly, cert.issuer.human_friendly, name,
+                f"Common Name: {name}" if name else "")
+    subject = parsed.subject
+    cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    public = cx509.Name([
+        cx509.RelativeDistinguishedName(kept) for rdn in subject.rdns
+        if (kept := [a for a in rdn if a.oid in _PUBLIC_ATTRIBUTES])
+    ])
+    return (subject.rfc4514_string(), parsed.issuer.rfc4514_string(),
+            str(cns[0].value) if cns else None, public.rfc4514_string())
 
 
 def _claimed_signature_ts_time(sig: EmbeddedPdfSignature) -> datetime | None:

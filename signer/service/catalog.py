@@ -16,7 +16,9 @@ from archive.index.rows import ARCHIVED, AWAITING_SIGNATURES, RecordRow, Version
 from archive.store import Area
 from signer.clients import Client
 from signer.errors import Conflict, NotFound, RequestError
+from signer.service.actors import Actor
 from signer.service.documents import Documents
+from signer.service.reads import audit_read
 from signer.service.records import Records
 from signer.service.views import chain_item_view, version_view
 
@@ -85,35 +87,45 @@ class Catalog:
                 "next_cursor": encode_cursor(page[-1]) if page and more else None}
 
     def chain(self, client: Client, row: RecordRow) -> list[dict[str, Any]]:
-        """The correction chain of `row`, oldest first; records of schools the caller
-        does not cover are left out."""
+        """The correction chain of `row`, oldest first; records the caller may not read
+        are left out."""
         return [chain_item_view(r) for r in self.index.record_chain(row.id)
-                if client.covers(r.school_code)]
+                if client.covers(r.school_code)
+                or self.index.transferred_to(r, client.schools)]
 
     def record(self, client: Client, record_id: str) -> dict[str, Any]:
-        row = self.records.row(client, record_id)
+        row = self.readable_row(client, record_id)
         return {**self.records.view(row), "chain_version": row.chain_version,
                 "chain": self.chain(client, row)}
 
-    def public_archived(self, record_id: str) -> RecordRow | None:
-        """An archived record by its id alone, for the public verification page."""
+    def readable_row(self, client: Client, record_id: str) -> RecordRow:
+        """A record the caller may read: one of its schools', or an archived one of a
+        pupil another school transferred to one of its schools (404 otherwise, as for a
+        missing one). Reading only: signing paths use Records.row."""
         row = self.index.get_record(record_id)
-        return row if row is not None and row.status == ARCHIVED else None
+        if row is not None and (client.covers(row.school_code)
+                                or self.index.transferred_to(row, client.schools)):
+            return row
+        raise NotFound(f"no record {record_id}", code="record_not_found")
 
-    def archived_row(self, client: Client, record_id: str) -> RecordRow:
-        row = self.records.row(client, record_id)
+    def archived_row(self, client: Client, record_id: str, *, transferred: bool = False
+                     ) -> RecordRow:
+        """An archived record of the caller's schools (or, with `transferred`, one it may
+        read through a transfer)."""
+        row = (self.readable_row(client, record_id) if transferred
+               else self.records.row(client, record_id))
         if row.status != ARCHIVED:
             raise Conflict(f"record {row.id} is not archived yet ({row.status})",
                            code="record_not_archived")
         return row
 
     def versions(self, client: Client, record_id: str) -> list[dict[str, Any]]:
-        row = self.records.row(client, record_id)
+        row = self.readable_row(client, record_id)
         return [version_view(v) for v in self.index.list_versions(row.id)]
 
     def version(self, client: Client, record_id: str, version: int
                 ) -> tuple[RecordRow, VersionRow]:
-        row = self.records.row(client, record_id)
+        row = self.readable_row(client, record_id)
         found = next((v for v in self.index.list_versions(row.id) if v.version == version),
                      None)
         if found is None:
@@ -121,5 +133,21 @@ class Catalog:
                            code="version_not_found")
         return row, found
 
+    def read_current(self, actor: Actor, row: RecordRow, purpose: str) -> bytes:
+        """The record's current document (working or archived), the read audited."""
+        data = self.records.document(row)
+        audit_read(self.index, actor, row, purpose, sha256=row.current_sha256,
+                   status=row.status)
+        return data
+
+    def read_version(self, actor: Actor, row: RecordRow, found: VersionRow, purpose: str
+                     ) -> bytes:
+        """An archived version's bytes, the read audited (who, which record, purpose)."""
+        data = self.archived_bytes(found.sha256)
+        audit_read(self.index, actor, row, purpose, sha256=found.sha256,
+                   version=found.version)
+        return data
+
     def archived_bytes(self, sha256: str) -> bytes:
         return self.documents.get(sha256, Area.ARCHIVE)
+

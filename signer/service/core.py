@@ -31,6 +31,7 @@ from signer.service.records import Records
 from signer.service.shares import ShareLinks
 from signer.service.signing import SigningStep
 from signer.service.stats import Stats
+from signer.service.transfers import Transfers
 from signer.service.twostep import TwoStep
 from signer.service.verification import Health, Verification
 from signer.settings import Settings
@@ -68,12 +69,14 @@ class Hocba:
         self.key_signing = KeySigning(self.step, self.keys, self.services)
         self.two_step = TwoStep(settings, self.index, self.documents, self.step,
                                 self.services)
-        self.verification = Verification(self.index, self.services, role_by_field)
+        self.verification = Verification(self.index, self.services, role_by_field,
+                                         settings.public_base_url)
         self.health = Health(self.index, self.store, self.keys, self.archiving,
                                    settings.tsa_url)
         self.catalog = Catalog(self.index, self.records, self.documents)
         self.packages = Packages(self.index, self.records, self.catalog, self.verification)
         self.shares = ShareLinks(self.index, self.catalog, settings.public_base_url)
+        self.transfers = Transfers(self.index, self.clients)
         self.stats = Stats(self.index, sorted(self.policies))
         self.audits = Audits(self.index)
         self._jobs: JobRunner | None = None

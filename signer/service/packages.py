@@ -35,12 +35,12 @@ class Packages:
         self.verification = verification
 
     def build(self, actor: Actor, record_id: str) -> Package:
-        row = self.catalog.archived_row(actor.client, record_id)
+        row = self.catalog.archived_row(actor.client, record_id, transferred=True)
         version_rows = self.index.list_versions(row.id)
         files = [VersionFile(v.version, v.sha256, self.catalog.archived_bytes(v.sha256))
                  for v in version_rows]
         newest = max(files, key=lambda f: f.version) if files else None
-        report = self.verification.verify(newest.data) if newest else {}
+        report = self.verification.verify(newest.data, public=False) if newest else {}
         evidence: list[EvidenceFile] = []  # none are produced yet (see archive/package.py)
         metadata = {
             "package": {"format": "hocba-record-package/1",
@@ -70,5 +70,6 @@ class Packages:
         digest = hashlib.sha256(data).hexdigest()
         self.index.append_audit(actor.name, row.tenant, "record.package_exported", row.id,
                                 {"sha256": digest, "size": len(data),
-                                 "versions": [f.version for f in files]})
+                                 "versions": [f.version for f in files],
+                                 "reader_tenant": actor.client.tenant})
         return Package(row.id, data, digest)

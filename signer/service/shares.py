@@ -13,7 +13,7 @@ from typing import Any
 
 from archive.errors import ArchiveError
 from archive.index import Index
-from archive.index.rows import ARCHIVED, RecordRow
+from archive.index.rows import ARCHIVED, RecordRow, ShareLinkRow
 from archive.times import rfc3339
 from signer.errors import FieldError, Gone, InvalidInput, NotFound, from_archive
 from signer.service.actors import Actor
@@ -30,6 +30,18 @@ SHARE_ACTOR = "share-link"
 class SharedDocument:
     row: RecordRow
     data: bytes
+    link: ShareLinkRow | None = None
+    """The link as counted (its purpose and expiry, for the share page)."""
+
+
+def share_link_view(link: ShareLinkRow) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    state = ("revoked" if link.revoked_at is not None
+             else "expired" if link.expires_at <= now else "live")
+    return {"id": link.id, "purpose": link.purpose, "state": state,
+            "created_at": rfc3339(link.created_at), "created_by": link.created_by,
+            "expires_at": rfc3339(link.expires_at), "uses": link.uses,
+            "revoked_at": rfc3339(link.revoked_at) if link.revoked_at else None}
 
 
 def _digest(token: str) -> str:
@@ -59,8 +71,26 @@ class ShareLinks:
         except ValueError as e:  # the index's clock is past expires_at already
             raise InvalidInput(str(e), code="body_invalid") from e
         return {"url": f"{self.public_base_url}/v1/shared/{token}",
+                "page_url": f"{self.public_base_url}/shared/{token}",
                 "expires_at": rfc3339(link.expires_at), "purpose": link.purpose,
-                "record_id": row.id}
+                "record_id": row.id, "id": link.id}
+
+    def list(self, actor: Actor, record_id: str) -> list[dict[str, Any]]:
+        """A record's links (never their tokens), oldest first."""
+        row = self.catalog.archived_row(actor.client, record_id)
+        return [share_link_view(link) for link in self.index.list_share_links(row.id)]
+
+    def revoke(self, actor: Actor, record_id: str, link_id: str) -> dict[str, Any]:
+        """Revoke a link for ever (a second revoke answers the same); audited."""
+        row = self.catalog.archived_row(actor.client, record_id)
+        try:
+            link = self.index.revoke_share_link(row.id, link_id, actor.name)
+        except ArchiveError as e:
+            if e.code == "share_link_not_found":
+                raise NotFound(f"record {row.id} has no share link {link_id}",
+                               code="share_link_not_found") from e
+            raise from_archive(e) from e
+        return share_link_view(link)
 
     def open(self, token: str) -> SharedDocument:
         """The archived PDF behind a live link; the use is counted and audited."""
@@ -72,20 +102,24 @@ class ShareLinks:
             link = self.index.count_share_use(digest, actor=SHARE_ACTOR)
         except ArchiveError as e:
             if e.code == "share_link_expired":
-                self._audit_refused(digest)
+                self._audit_refused(digest, "expired")
                 raise Gone("this share link has expired; ask the school for a new one",
                            code="share_link_expired") from e
+            if e.code == "share_link_revoked":
+                self._audit_refused(digest, "revoked")
+                raise Gone("this share link was revoked by the school; ask it for a new one",
+                           code="share_link_revoked") from e
             raise (missing if e.code == "share_link_not_found" else from_archive(e)) from e
         row = self.index.get_record(link.record_id)
         if row is None or row.status != ARCHIVED:  # cannot happen: only archived ones are shared
             raise missing
-        return SharedDocument(row, self.catalog.archived_bytes(row.current_sha256))
+        return SharedDocument(row, self.catalog.archived_bytes(row.current_sha256), link)
 
-    def _audit_refused(self, digest: str) -> None:
+    def _audit_refused(self, digest: str, reason: str) -> None:
         link = self.index.get_share_link(digest)
         if link is None:
             return
         row = self.index.get_record(link.record_id)
         self.index.append_audit(SHARE_ACTOR, row.tenant if row else None, "share_link.refused",
-                                link.record_id, {"token_sha256": digest, "reason": "expired",
+                                link.record_id, {"token_sha256": digest, "reason": reason,
                                                  "expires_at": rfc3339(link.expires_at)})

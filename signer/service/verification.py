@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from archive.errors import ArchiveError
 from archive.index import Index
 from archive.store import ObjectStore
+from archive.times import rfc3339
+from archive.verification import verify_url
 from signer.aio import run
 from signer.errors import DependencyError, HocbaError
 from signer.pades.context import SigningServices
@@ -22,18 +24,33 @@ if TYPE_CHECKING:
 
 class Verification:
     def __init__(self, index: Index, services: SigningServices,
-                 role_by_field: dict[str, str]) -> None:
+                 role_by_field: dict[str, str], public_base_url: str) -> None:
         self.index = index
         self.services = services
         self.role_by_field = role_by_field
+        self.public_base_url = public_base_url.rstrip("/")
 
-    def verify(self, pdf: bytes, *, allow_fetching: bool = True) -> dict[str, Any]:
+    def verify(self, pdf: bytes, *, public: bool = True, allow_fetching: bool = True
+               ) -> dict[str, Any]:
+        """The report on any PDF. `public` (anyone may ask): signers' subjects without
+        identifying attributes, and `archived` says which version of an archived record
+        this is and where its public page is, never the record's id. Otherwise (a package,
+        for a key that covers the record) the full subjects and the record id."""
         report = run(verify_pdf(pdf, trust_roots=self.services.trust_roots,
                                 role_by_field=self.role_by_field,
-                                allow_fetching=allow_fetching)).as_dict()
+                                allow_fetching=allow_fetching)).as_dict(public=public)
         version = self.index.find_version_by_sha256(hashlib.sha256(pdf).hexdigest())
-        report["archived"] = ({"record_id": version.record_id, "version": version.version}
-                              if version else None)
+        if version is None:
+            report["archived"] = None
+        elif not public:
+            report["archived"] = {"record_id": version.record_id, "version": version.version}
+        else:
+            record = self.index.get_record(version.record_id)
+            code = record.verification_code if record else None
+            report["archived"] = {
+                "version": version.version, "archived_at": rfc3339(version.created_at),
+                "verify_url": (verify_url(self.public_base_url, code) if code
+                               else None)}
         return report
 
 

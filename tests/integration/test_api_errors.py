@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,7 +427,16 @@ def test_verify_needs_no_key(http: Any, archived: dict[str, Any]) -> None:
     assert resp.status_code == 200, resp.get_data(as_text=True)
     report = resp.get_json()
     assert report["indication"] == "TOTAL_PASSED", report
-    assert report["archived"] == {"record_id": archived["record"]["id"], "version": 1}
+    # which version of an archived record, and its public page; never the record's id
+    assert report["archived"]["version"] == 1
+    assert report["archived"]["verify_url"] == archived["record"]["archive"]["verify_url"]
+    assert "record_id" not in report["archived"]
+    text = resp.get_data(as_text=True)
+    assert archived["record"]["id"] not in text
+    # signers by name and public attributes only: no UID (CCCD number), no 12-digit number
+    assert all(s["signer"]["name"] and "UID=" not in s["signer"]["subject"]
+               for s in report["signatures"]), report["signatures"]
+    assert not re.search(r"\d{12}", text), text
 
 
 # --- E. idempotency ---------------------------------------------------------------------------
@@ -588,29 +598,38 @@ def test_unsigned_pdf_verifies_with_no_signatures(http: Any, samples: dict[str, 
 # --- G. the public page and operations ------------------------------------------------------
 
 
-def test_verify_page_of_an_archived_record(http: Any, archived: dict[str, Any]) -> None:
+def _code(app: Any, record_id: str) -> str:
+    row = app.extensions["hocba"].index.get_record(record_id)
+    assert row is not None and row.verification_code
+    return str(row.verification_code)
+
+
+def test_verify_page_of_an_archived_record(app: Any, http: Any,
+                                           archived: dict[str, Any]) -> None:
+    """The page a QR code points at (GET /verify/<code>; tests/integration/
+    test_verify_pages.py has the rest): the verdict, never the document."""
     record = archived["record"]
-    resp = http.get(f"/verify/{record['id']}")
+    code = _code(app, record["id"])
+    resp = http.get(f"/verify/{code}")
     assert resp.status_code == 200
     assert resp.mimetype == "text/html"
     html = resp.get_data(as_text=True)
     assert "Xác thực học bạ số" in html
-    assert "TOTAL_PASSED" in html
-    assert "Hợp lệ" in html
-    assert record["archive"]["sha256"] in html
-    assert f"/verify/{record['id']}/document" in html
-    doc = http.get(f"/verify/{record['id']}/document")
-    assert doc.status_code == 200 and doc.data == archived["pdf"]
+    assert "Học bạ hợp lệ" in html
+    assert record["id"] not in html and "/document" not in html
+    for path in (f"/verify/{code}/document", f"/verify/{record['id']}/document"):
+        assert http.get(path).status_code == 404
 
 
-def test_verify_page_of_unknown_or_unfinished_record_is_404(http: Any,
-                                                            awaiting: dict[str, Any]) -> None:
-    for record_id in ("no-such-record", awaiting["id"]):
-        resp = http.get(f"/verify/{record_id}")
+def test_verify_page_of_unknown_or_unfinished_record(app: Any, http: Any,
+                                                     awaiting: dict[str, Any]) -> None:
+    for unknown in ("no-such-record", awaiting["id"], "0" * 16):
+        resp = http.get(f"/verify/{unknown}")
         assert resp.status_code == 404
         assert resp.mimetype == "text/html"
-        assert "Không tìm thấy học bạ" in resp.get_data(as_text=True)
-        assert http.get(f"/verify/{record_id}/document").status_code == 404
+        assert "Không tìm thấy mã xác thực" in resp.get_data(as_text=True)
+    resp = http.get(f"/verify/{_code(app, awaiting['id'])}")
+    assert resp.status_code == 200 and "Học bạ đang được ký" in resp.get_data(as_text=True)
 
 
 def test_healthz(http: Any) -> None:

@@ -219,6 +219,7 @@ def test_platform_signs_a_school_2_record_with_school_2_keys_only(
     assert get_record(http, api_keys["school-2"], rid) == final
     problem(http.get(f"/v1/records/{rid}", headers=auth(api_keys["school-1"])), 404,
             "record_not_found")
-    page = http.get(f"/verify/{rid}")
+    code = app.extensions["hocba"].index.get_record(rid).verification_code
+    page = http.get(f"/verify/{code}")
     assert page.status_code == 200
     assert "Trường THCS Chu Văn An" in page.get_data(as_text=True)

@@ -192,7 +192,9 @@ def test_package_is_a_valid_bagit_bag(app: Any, http: Any, api_keys: dict[str, s
     report = json.loads((bag_dir / "data" / "validation-report.json").read_text())
     assert report["indication"] == "TOTAL_PASSED"
     assert report["level"] == "PAdES-B-LTA"
+    # the package is for a key that covers the record: full report, with the record id
     assert report["archived"] == {"record_id": middle["id"], "version": 1}
+    assert any("UID=" in s["signer"]["subject"] for s in report["signatures"])
     exported = audit(app, middle["id"], "record.package_exported")
     assert exported and exported[-1].detail["sha256"] == hashlib.sha256(resp.data).hexdigest()
     # the school may export its own record too

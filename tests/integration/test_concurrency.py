@@ -127,7 +127,8 @@ def test_50_concurrent_seals_over_4_workers(service: Service, api_keys: dict[str
     for rid, _pdf, report in reports:
         assert report["indication"] == "TOTAL_PASSED", (rid, report)
         assert report["level"] == "PAdES-B-LTA", (rid, report)
-        assert report["archived"] is not None and report["archived"]["record_id"] == rid
+        assert report["archived"] is not None and report["archived"]["version"] == 1
+        assert "/verify/" in report["archived"]["verify_url"] and rid not in str(report)
         assert [s["role"] for s in report["signatures"]] == ["teacher", "principal", "seal"]
         assert all(s["intact"] and s["trusted"] for s in report["signatures"]), report
     t_verify = time.monotonic() - t2

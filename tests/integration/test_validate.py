@@ -107,7 +107,7 @@ def test_report_has_exactly_the_contract_shape(record: bytes, roles: dict[str, s
         "coverage",
         "changes_after",
     }
-    assert set(d["signatures"][0]["signer"]) == {"subject", "issuer", "serial"}
+    assert set(d["signatures"][0]["signer"]) == {"name", "subject", "issuer", "serial"}
     assert set(d["document_timestamps"][0]) == {"time", "tsa", "intact", "trusted"}
 
 
