@@ -229,3 +229,41 @@ def test_each_document_read_leaves_an_audit_row(app: Any, http: Any, archived: d
     assert http.get(urlsplit(link["url"]).path).status_code == 200
     used = audit(app, rid, "share_link.used")
     assert used and used[-1].detail["purpose"] == "transfer"
+
+
+# -- nothing personal without a key ----------------------------------------------------------
+
+
+def test_no_keyless_get_reveals_a_pupil_an_id_number_or_a_uid(
+        app: Any, http: Any, archived: dict[str, Any]) -> None:
+    """Every GET route of the app, asked without a key with this archived record's id,
+    verification code or a made-up token in its path: no answer holds the pupil's name, a
+    12-digit number, a certificate UID or the document."""
+    import re
+
+    from archive.verification import display
+
+    row = app.extensions["hocba"].index.get_record(archived["id"])
+    values = {"record_id": row.id, "code": display(row.verification_code),
+              "token": "A" * 43, "version": "1", "job_id": "x", "transfer_id": "x",
+              "link_id": "x", "session_id": "x", "filename": "x"}
+    pupil_name = metadata(FPDF2)["student"]["full_name"]
+    asked = 0
+    for rule in app.url_map.iter_rules():
+        if "GET" not in (rule.methods or ()):
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            path = re.sub(rf"<(?:[a-z]+:)?{name}>", values.get(name, "x"), path)
+        for url in (path, path + "/document", path + "?lang=en"):
+            resp = http.get(url)
+            text = resp.get_data(as_text=True) if resp.mimetype != "application/pdf" else ""
+            assert resp.mimetype != "application/pdf", url
+            assert pupil_name not in text, url
+            assert not re.search(r"\d{12}", text), (url, text[:300])
+            assert "UID=" not in text and "CCCD" not in text, url
+            asked += 1
+    assert asked > 30
+    assert http.get(f"/verify/{values['code']}/document").status_code == 404
+    assert http.get(f"/verify/{row.id}/document").status_code == 404
+    assert "Học bạ hợp lệ" in http.get(f"/verify/{values['code']}").get_data(as_text=True)
