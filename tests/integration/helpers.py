@@ -51,6 +51,25 @@ def sign(http: Any, key: str, record_id: str, role: str, signer_key: str,
                      json={"role": role, "key": signer_key})
 
 
+SCHOOL_1_SIGNERS = (("teacher", "school-1-teacher"), ("principal", "school-1-principal"),
+                    ("seal", "school-1-seal"))
+
+
+def create_archived(http: Any, key: str, pdf: bytes, meta: dict[str, Any],
+                    signers: tuple[tuple[str, str], ...] = SCHOOL_1_SIGNERS
+                    ) -> dict[str, Any]:
+    """Upload a record and sign it in every role (server-held keys); the archived view."""
+    resp = upload(http, key, pdf, meta)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    record: dict[str, Any] = resp.get_json()
+    for role, signer_key in signers:
+        resp = sign(http, key, record["id"], role, signer_key)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        record = resp.get_json()
+    assert record["status"] == "archived", record
+    return record
+
+
 def verify(http: Any, pdf: bytes) -> Any:
     return http.post("/v1/verify", data={"document": (io.BytesIO(pdf), "x.pdf")},
                      content_type="multipart/form-data")

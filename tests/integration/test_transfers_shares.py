@@ -9,13 +9,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.helpers import auth, make_app, metadata, problem, sign, upload
+from tests.integration.helpers import (
+    auth,
+    create_archived,
+    make_app,
+    metadata,
+    problem,
+    sign,
+    upload,
+)
 
 pytestmark = pytest.mark.integration
 
 FPDF2 = "hoc-ba-tieu-hoc-fpdf2.pdf"
-ROLES = (("teacher", "school-1-teacher"), ("principal", "school-1-principal"),
-         ("seal", "school-1-seal"))
 MOVED_PUPIL = "001217000555"      # archived at DEMO-SCHOOL-1, moves to DEMO-SCHOOL-2
 UNKNOWN_PUPIL = "001217000556"    # hocba holds nothing for this pupil
 READ = "record.document_read"
@@ -47,16 +53,7 @@ def archived(app: Any, responder: Any, api_keys: dict[str, str],
     """MOVED_PUPIL's record at DEMO-SCHOOL-1, signed by all three roles and archived."""
     responder.start()
     http = app.test_client()
-    key = api_keys["school-1"]
-    resp = upload(http, key, samples[FPDF2], pupil(MOVED_PUPIL))
-    assert resp.status_code == 201, resp.get_data(as_text=True)
-    body: dict[str, Any] = {}
-    for role, signer_key in ROLES:
-        answer = sign(http, key, resp.get_json()["id"], role, signer_key)
-        assert answer.status_code == 200, answer.get_data(as_text=True)
-        body = answer.get_json()
-    assert body["status"] == "archived"
-    return body
+    return create_archived(http, api_keys["school-1"], samples[FPDF2], pupil(MOVED_PUPIL))
 
 
 def audit(app: Any, record_id: str | None, action: str) -> list[Any]:

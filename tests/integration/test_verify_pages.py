@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     SAMPLE_PUPILS,
     SCHOOL_NAMES,
     auth,
+    create_archived,
     make_app,
     metadata,
     sign,
@@ -34,8 +35,6 @@ pytestmark = pytest.mark.integration
 
 FPDF2 = "hoc-ba-tieu-hoc-fpdf2.pdf"
 PDFA = "hoc-ba-thcs-libreoffice-pdfa.pdf"
-ROLES = (("teacher", "school-1-teacher"), ("principal", "school-1-principal"),
-         ("seal", "school-1-seal"))
 ID_NUMBER = re.compile(r"\d{12}")
 ROLE_WORDS = {"vi": ("Giáo viên chủ nhiệm", "Hiệu trưởng", "Con dấu của trường"),
               "en": ("Homeroom teacher", "Principal", "School seal")}
@@ -69,14 +68,7 @@ def archived(app: Any, responder: Any, api_keys: dict[str, str],
     responder.start()
     http = app.test_client()
     key = api_keys["school-1"]
-    resp = upload(http, key, samples[FPDF2], metadata(FPDF2))
-    assert resp.status_code == 201, resp.get_data(as_text=True)
-    record = resp.get_json()
-    for role, signer_key in ROLES:
-        resp = sign(http, key, record["id"], role, signer_key)
-        assert resp.status_code == 200, resp.get_data(as_text=True)
-        record = resp.get_json()
-    assert record["status"] == "archived"
+    record = create_archived(http, key, samples[FPDF2], metadata(FPDF2))
     pdf = http.get(f"/v1/records/{record['id']}/document", headers=auth(key)).data
     report = verify(http, pdf).get_json()
     assert report["indication"] == "TOTAL_PASSED", report
