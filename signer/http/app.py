@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, *, service: Hocba | None = None
     fixes.apply()
     configure_logging()
     settings = settings or load_settings()
-    app = Flask("hocba")
+    app = Flask("hocba", static_folder=None)  # no static files: pages inline their CSS
     app.config["MAX_CONTENT_LENGTH"] = settings.max_pdf_bytes + 1024 * 1024
     app.extensions["hocba"] = service or Hocba(settings)
 
