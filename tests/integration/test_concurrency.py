@@ -111,30 +111,35 @@ def test_50_concurrent_seals_over_4_workers(service: Service, api_keys: dict[str
     # Every final PDF validates: TOTAL_PASSED, PAdES-B-LTA, three trusted signatures.
     t2 = time.monotonic()
 
-    def verify(rid: str) -> tuple[str, bytes, dict[str, Any]]:
+    def verify(rid: str) -> tuple[str, bytes, str, dict[str, Any]]:
         doc = requests.get(f"{service.base}/v1/records/{rid}/document", headers=bearer(key),
                            timeout=60)
         assert doc.status_code == 200, doc.text
+        view = requests.get(f"{service.base}/v1/records/{rid}", headers=bearer(key),
+                            timeout=60)
+        assert view.status_code == 200, view.text
+        verify_url: str = view.json()["archive"]["verify_url"]
         rep = requests.post(f"{service.base}/v1/verify",
                             files={"document": ("x.pdf", doc.content, "application/pdf")},
                             timeout=300)
         assert rep.status_code == 200, rep.text
         report: dict[str, Any] = rep.json()
-        return rid, doc.content, report
+        return rid, doc.content, verify_url, report
 
     with ThreadPoolExecutor(WORKERS) as pool:
         reports = list(pool.map(verify, ids))
-    for rid, _pdf, report in reports:
+    for rid, _pdf, verify_url, report in reports:
         assert report["indication"] == "TOTAL_PASSED", (rid, report)
         assert report["level"] == "PAdES-B-LTA", (rid, report)
         assert report["archived"] is not None and report["archived"]["version"] == 1
-        assert "/verify/" in report["archived"]["verify_url"] and rid not in str(report)
+        # the report names this record's public page (never its id)
+        assert report["archived"]["verify_url"] == verify_url and rid not in str(report)
         assert [s["role"] for s in report["signatures"]] == ["teacher", "principal", "seal"]
         assert all(s["intact"] and s["trusted"] for s in report["signatures"]), report
     t_verify = time.monotonic() - t2
 
     # An outside checker on two of them.
-    for rid, pdf, _report in reports[:2]:
+    for rid, pdf, _url, _report in reports[:2]:
         out = tmp_path / f"{rid}.pdf"
         out.write_bytes(pdf)
         res = subprocess.run([PYHANKO, "sign", "adesverify", "--trust",
