@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL (a schema of its own per test), via 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import multiprocessing
 import threading
@@ -113,6 +114,16 @@ def without_records(tables: dict[str, Any]) -> dict[str, Any]:
     return rest
 
 
+def backfill_page() -> int:
+    """r0004's backfill page size (its module is loaded by alembic, not importable)."""
+    path = migrations.MIGRATIONS / "versions" / "r0004_verification_transfers.py"
+    spec = importlib.util.spec_from_file_location("r0004", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.BACKFILL_PAGE)
+
+
 def made_before_migrations(engine: sa.Engine) -> None:
     """The initial tables as create_all made them before there were migrations (which is
     what 0001 makes, checked above), without alembic's version table."""
@@ -194,23 +205,33 @@ def test_create_all_index_is_stamped_then_upgraded(
     made_before_migrations(engine)
     legacy_records = sa.Table("records", sa.MetaData(), autoload_with=engine)
     assert "verification_code" not in legacy_records.c
-    with engine.begin() as conn:  # a record written before there were migrations
-        conn.execute(legacy_records.insert().values(
-            id="r-legacy", tenant="DEMO-SCHOOL-1", school_code="DEMO-SCHOOL-1",
-            school_name="Trường Demo", record_type="hoc_ba_tieu_hoc", policy="p@1",
-            student_id_number="001215012345", school_year="2024-2025", metadata_json="{}",
-            status="awaiting_signatures", current_sha256="aa" * 32, current_size=1,
-            original_sha256="aa" * 32, chain_version=1, created_at=clock.now,
-            updated_at=clock.now))
+    # records written before there were migrations: more than one backfill page of 0004
+    many = backfill_page() + 3
+    row = {"tenant": "DEMO-SCHOOL-1", "school_code": "DEMO-SCHOOL-1",
+           "school_name": "Trường Demo", "record_type": "hoc_ba_tieu_hoc", "policy": "p@1",
+           "school_year": "2024-2025", "metadata_json": "{}",
+           "status": "awaiting_signatures", "current_sha256": "aa" * 32, "current_size": 1,
+           "original_sha256": "aa" * 32, "chain_version": 1, "created_at": clock.now,
+           "updated_at": clock.now}
+    with engine.begin() as conn:
+        conn.execute(legacy_records.insert(), [
+            {**row, "id": f"r-legacy-{n:06d}", "student_id_number": f"001215{n:06d}"}
+            for n in range(many)])
 
     index = migrated_index(index_url, clock)
     try:
         assert index.schema_revision() == HEAD
-        record = index.get_record("r-legacy")
+        record = index.get_record("r-legacy-000000")
         assert record is not None and record.school_code == "DEMO-SCHOOL-1"
-        # 0004 gave it a verification code, which finds it
-        assert record.verification_code and canonical(record.verification_code)
+        # 0004 gave every one a verification code of its own, which finds it
+        with engine.connect() as conn:
+            codes = list(conn.scalars(sa.text("SELECT verification_code FROM records")))
+        assert len(codes) == many and len(set(codes)) == many
+        assert all(code and canonical(code) == code for code in codes)
+        assert record.verification_code
         assert index.find_record_by_verification_code(record.verification_code) == record
+        last = index.get_record(f"r-legacy-{many - 1:06d}")
+        assert last is not None and last.verification_code
         link = index.create_share_link(
             TOKEN, record.id, SHARE_TRANSFER, "school-1", clock.now + timedelta(days=7)
         )
@@ -220,6 +241,33 @@ def test_create_all_index_is_stamped_then_upgraded(
         index.close()
     assert version_rows(engine) == [HEAD]
     assert table_names(engine) == set(t.metadata.tables) | {"alembic_version"}
+
+
+def test_0004_gives_old_share_links_ids(index_url: str, engine: sa.Engine,
+                                       clock: StepClock) -> None:
+    migrations.upgrade(engine, "0003")
+    tables = sa.MetaData()
+    legacy_records = sa.Table("records", tables, autoload_with=engine)
+    legacy_links = sa.Table("share_links", tables, autoload_with=engine)
+    assert "id" not in legacy_links.c
+    with engine.begin() as conn:
+        conn.execute(legacy_records.insert().values(
+            id="r1", tenant="S", school_code="S", school_name="S", record_type="t",
+            policy="p@1", student_id_number="001215012345", school_year="2024-2025",
+            metadata_json="{}", status="archived", current_sha256="aa" * 32,
+            current_size=1, original_sha256="aa" * 32, chain_version=1,
+            created_at=clock.now, updated_at=clock.now))
+        conn.execute(legacy_links.insert(), [
+            {"token_sha256": f"{n:064x}", "record_id": "r1", "purpose": "guardian",
+             "created_by": "school-1", "created_at": clock.now,
+             "expires_at": clock.now + timedelta(days=1), "uses": 0} for n in range(3)])
+    index = migrated_index(index_url, clock)
+    try:
+        links = index.list_share_links("r1")
+        assert len(links) == 3 and len({link.id for link in links}) == 3
+        assert all(link.id and link.revoked_at is None for link in links)
+    finally:
+        index.close()
 
 
 def test_partial_unversioned_schema_is_refused(index_url: str, engine: sa.Engine) -> None:

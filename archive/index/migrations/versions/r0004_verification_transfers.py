@@ -9,7 +9,7 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from alembic import op
@@ -52,24 +52,38 @@ def _check_foreign_keys() -> None:
             raise RuntimeError(f"foreign keys broken by the migration: {broken[:5]}")
 
 
-def _rows(query: sa.Select[Any]) -> list[Any]:
-    """Rows to backfill; none when writing SQL offline (that SQL is for review: codes
-    are made per row here, so old rows get theirs when the migration runs online)."""
+BACKFILL_PAGE = 10_000
+
+
+def _backfill(table: str, key: str, column: str, make: Callable[[], str]) -> None:
+    """Give every row of `table` a fresh `column` value, a page of keys at a time (keyset
+    order, one executemany per page), so a large index is neither read into memory nor
+    updated a row per round trip. Nothing when writing SQL offline (that SQL is for
+    review: values are made per row here, so old rows get theirs when run online)."""
     if op.get_context().as_sql:
-        return []
-    return list(op.get_bind().execute(query).all())
+        return
+    rows = sa.table(table, sa.column(key), sa.column(column))
+    update = (rows.update().where(rows.c[key] == sa.bindparam("k"))
+              .values({column: sa.bindparam("v")}))
+    bind = op.get_bind()
+    last: str | None = None
+    while True:
+        query = sa.select(rows.c[key]).order_by(rows.c[key]).limit(BACKFILL_PAGE)
+        if last is not None:
+            query = query.where(rows.c[key] > last)
+        keys = list(bind.execute(query).scalars())
+        if not keys:
+            return
+        bind.execute(update, [{"k": k, "v": make()} for k in keys])
+        last = keys[-1]
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
     with op.batch_alter_table("records", recreate="auto") as batch:
         batch.add_column(sa.Column("verification_code", sa.String(32), nullable=True))
         batch.drop_constraint(_old_unique(), type_="unique")
         batch.create_unique_constraint(NEW_UNIQUE, ["school_code", *OLD_UNIQUE_COLUMNS])
-    records = sa.table("records", sa.column("id"), sa.column("verification_code"))
-    for (record_id,) in _rows(sa.select(records.c.id)):
-        bind.execute(records.update().where(records.c.id == record_id)
-                     .values(verification_code=new_code()))
+    _backfill("records", "id", "verification_code", new_code)
     op.create_index(op.f("ix_records_verification_code"), "records", ["verification_code"],
                     unique=True)
     op.create_index(op.f("ix_records_student_id_number"), "records", ["student_id_number"])
@@ -77,10 +91,7 @@ def upgrade() -> None:
     op.add_column("share_links", sa.Column("id", sa.String(36), nullable=True))
     op.add_column("share_links", sa.Column("revoked_at", _utc(), nullable=True))
     op.add_column("share_links", sa.Column("revoked_by", sa.String(128), nullable=True))
-    links = sa.table("share_links", sa.column("token_sha256"), sa.column("id"))
-    for (token_sha256,) in _rows(sa.select(links.c.token_sha256)):
-        bind.execute(links.update().where(links.c.token_sha256 == token_sha256)
-                     .values(id=str(uuid.uuid4())))
+    _backfill("share_links", "token_sha256", "id", lambda: str(uuid.uuid4()))
     op.create_index(op.f("ix_share_links_id"), "share_links", ["id"], unique=True)
 
     op.create_table(
