@@ -23,7 +23,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.stamp import QRPosition, QRStamp, QRStampStyle
 
-from archive.verification import ALPHABET, display, verify_url
+from archive.verification import ALPHABET, display
 from signer.errors import HocbaError, PdfRejected
 from signer.policy import VerificationSpec
 
@@ -31,10 +31,6 @@ FONT_SIZE = 7
 # The caption, beside the QR code; %(code)s is the printed code.
 CAPTION = "Quét để xác thực học bạ\nMã xác thực:\n%(code)s"
 ANNOT_PRINT = 4  # annotation flag: print (PDF/A: every annotation must print)
-
-
-def verification_url(public_base_url: str, code: str) -> str:
-    return verify_url(public_base_url, code)  # as the record view says it
 
 
 @functools.cache

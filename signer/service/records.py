@@ -13,7 +13,7 @@ from archive.index import Index
 from archive.index.rows import ARCHIVED, RecordRow
 from archive.store import Area
 from archive.store.base import sha256_of_file
-from archive.verification import new_code
+from archive.verification import new_code, verify_url
 from signer.clients import Client
 from signer.errors import Conflict, InvalidInput, NotFound, from_archive
 from signer.inputs import check_metadata, check_pdf
@@ -97,7 +97,7 @@ class Records:
         # stamped file, which is what the record's working document is from now on
         # (the upload's own hash stays in the audit detail).
         code = new_code()
-        url = qrstamp.verification_url(self.settings.public_base_url, code)
+        url = verify_url(self.settings.public_base_url, code)
         font = qrstamp.font_factory(self.settings.stamp_font)
         if isinstance(pdf, bytes):
             uploaded_sha256, uploaded_size = hashlib.sha256(pdf).hexdigest(), len(pdf)

@@ -17,7 +17,7 @@ from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from archive.verification import display, new_code
+from archive.verification import display, new_code, verify_url
 from signer.errors import ConfigError, PdfRejected
 from signer.pades import qrstamp
 from signer.policy import VerificationSpec, parse_policy
@@ -43,7 +43,7 @@ def font() -> Any:
 
 def make(pdf: bytes, font: Any, **spec: Any) -> tuple[bytes, str]:
     code = new_code()
-    out = qrstamp.stamp(pdf, url=qrstamp.verification_url(BASE, code), code=code,
+    out = qrstamp.stamp(pdf, url=verify_url(BASE, code), code=code,
                         spec=VerificationSpec(**spec), font=font)
     return out, code
 
@@ -107,7 +107,7 @@ def assert_in_corner(pdf: bytes, page: int, code: str, corner: str, tmp: Path) -
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     assert (cx > w / 2) == corner.endswith("right"), (corner, cx, w)
     assert (cy < h / 2) == corner.startswith("top"), (corner, cy, h)
-    url = qrstamp.verification_url(BASE, code)
+    url = verify_url(BASE, code)
     for other in CORNERS:
         assert decode(pdf, page, tmp, other) == ([url] if other == corner else []), other
 
@@ -160,7 +160,7 @@ def test_page_option_counts_from_either_end_and_clamps(font: Any, tmp_path: Path
     if multi is None:
         pytest.skip("no multi-page sample")
     n = page_count(multi)
-    url_of = lambda c: qrstamp.verification_url(BASE, c)  # noqa: E731
+    url_of = lambda c: verify_url(BASE, c)  # noqa: E731
     for page, expected in ((-1, n), (2, 2), (1, 1), (n + 5, n), (-n - 5, 1)):
         out, code = make(multi, font, page=page)
         for p in range(1, n + 1):
@@ -252,13 +252,13 @@ def test_resources_inherited_from_the_page_tree(sample: Path, font: Any, tmp_pat
     out, code = make(pdf, font)
     qpdf_check(out, tmp_path)
     assert text(pdf).split() and all(word in text(out) for word in text(pdf).split())
-    assert decode(out, 1, tmp_path) == [qrstamp.verification_url(BASE, code)]
+    assert decode(out, 1, tmp_path) == [verify_url(BASE, code)]
 
 
 def test_from_a_file_and_the_link_annotation(font: Any, tmp_path: Path) -> None:
     original = SAMPLE_FILES[0].read_bytes()
     code = new_code()
-    url = qrstamp.verification_url(BASE, code)
+    url = verify_url(BASE, code)
     out = BytesIO()
     with (tmp_path / "upload.pdf").open("w+b") as f:
         f.write(original)
