@@ -10,7 +10,6 @@ pupil's name, grade and class. The pages only render these dataclasses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -174,11 +173,7 @@ def of_upload(svc: Hocba, pdf: bytes) -> PublicView:
     """An uploaded file (nothing stored): its verdict and, when it is a version hocba
     archived, which school and year it is the archived copy for (never which record).
     Raises PdfRejected as `POST /v1/verify` does."""
-    report = svc.verification.verify(pdf)
-    row = None
-    if report.get("archived"):
-        version = svc.index.find_version_by_sha256(hashlib.sha256(pdf).hexdigest())
-        row = svc.index.get_record(version.record_id) if version else None
+    report, row = svc.verification.verify_archived(pdf)
     return public_view(report, row, archived_copy=row is not None)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from archive.errors import ArchiveError
 from archive.index import Index
+from archive.index.rows import RecordRow
 from archive.store import ObjectStore
 from archive.times import rfc3339
 from archive.verification import verify_url
@@ -36,22 +37,28 @@ class Verification:
         identifying attributes, and `archived` says which version of an archived record
         this is and where its public page is, never the record's id. Otherwise (a package,
         for a key that covers the record) the full subjects and the record id."""
+        return self.verify_archived(pdf, public=public, allow_fetching=allow_fetching)[0]
+
+    def verify_archived(self, pdf: bytes, *, public: bool = True,
+                        allow_fetching: bool = True) -> tuple[dict[str, Any], RecordRow | None]:
+        """`verify`'s report and the record the file is an archived version of (or None):
+        for pages that show the record's school without naming the record."""
         report = run(verify_pdf(pdf, trust_roots=self.services.trust_roots,
                                 role_by_field=self.role_by_field,
                                 allow_fetching=allow_fetching)).as_dict(public=public)
         version = self.index.find_version_by_sha256(hashlib.sha256(pdf).hexdigest())
+        record = self.index.get_record(version.record_id) if version else None
         if version is None:
             report["archived"] = None
         elif not public:
             report["archived"] = {"record_id": version.record_id, "version": version.version}
         else:
-            record = self.index.get_record(version.record_id)
             code = record.verification_code if record else None
             report["archived"] = {
                 "version": version.version, "archived_at": rfc3339(version.created_at),
                 "verify_url": (verify_url(self.public_base_url, code) if code
                                else None)}
-        return report
+        return report, record
 
 
 class Health:
