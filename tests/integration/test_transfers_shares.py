@@ -64,7 +64,8 @@ def audit(app: Any, record_id: str | None, action: str) -> list[Any]:
 def shape(body: dict[str, Any]) -> dict[str, Any]:
     """An answer with what must differ between two records (ids, hashes, times, the
     pupil's own data) taken out."""
-    varying = {"id", "created_at", "document", "verify_url", "verification_code"}
+    varying = {"id", "created_at", "updated_at", "document", "verify_url",
+               "verification_code"}
     return {k: v for k, v in body.items() if k not in varying}
 
 
