@@ -5,7 +5,9 @@
 Idempotent: a finished state directory (marker file) is left alone. Layout:
     <state>/pki/keys/*.pem       software keys (dev only) and seal public keys
     <state>/pki/certs/*.pem      every certificate, by certomancer label
-    <state>/pki/root.pem         the trust anchor
+    <state>/pki/root.pem         the trust anchor (2020-2070)
+    <state>/pki/root-g2.pem      its successor (2052-2110; cross-signed: certs/root-g2-cross.pem)
+    <state>/trust.toml           the trust store: both anchors, their SHA-256 and periods
     <state>/softhsm2.conf, <state>/tokens/   the SoftHSM2 token holding the seal keys
     <state>/hsm-pin              the token's user PIN (dev only)
     <state>/csc-otp              the OTP the dev CSC server (certs/csc_server.py) accepts
@@ -23,6 +25,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +54,29 @@ CSC_CREDENTIALS = {"school-1-csc-teacher": ("DEMO-SCHOOL-1", "teacher", "csc-tea
 LATER_KEYS = frozenset(label for _school, _role, label in CSC_CREDENTIALS.values())
 DEFAULT_CSC_PORT = 9782
 SOFTWARE_KEYS = (
-    "root", "interm", "tsa", "ocsp",
+    "root", "interm", "tsa", "ocsp", "tsa-ca", "tsa-ca-g2",
+    # later eras (dev-pki.yml's timeline)
+    "root-g2", "interm-g2", "tsa-2033", "tsa-2043", "tsa-2053", "tsa-2063",
+    "ocsp-2033", "ocsp-2043", "ocsp-2053", "ocsp-g2-2052", "ocsp-g2-2064",
     "teacher-1", "principal-1", "teacher-2", "principal-2",
     "client-teacher-1", "client-principal-1", "bad-ku-1",
     "foreign-root", "foreign-signer",
     *(label for _school, _role, label in CSC_CREDENTIALS.values()),
 )
+# Keys whose signatures are checked for decades (CAs, TSAs, OCSP responders): RSA-3072,
+# acceptable under policies/crypto/algorithms.toml after 2030; signers' keys sign once.
+LONG_LIVED_KEYS = frozenset(k for k in SOFTWARE_KEYS if k.split("-")[0] in
+                            {"root", "interm", "tsa", "ocsp"})
 SEALS = {"seal-1": "DEMO-SCHOOL-1", "seal-2": "DEMO-SCHOOL-2"}
 SCHOOLS = {"DEMO-SCHOOL-1": "1", "DEMO-SCHOOL-2": "2"}
 DEPT = "DEMO-DEPT"
+# trust.toml anchors: id -> (certificate label, note)
+TRUST_ANCHORS = {
+    "hocba-dev-root": ("root", None),
+    "hocba-dev-root-g2": (
+        "root-g2", "rollover: cross-signed by hocba-dev-root (pki/certs/root-g2-cross.pem)"),
+}
+TRUST_STORE = "trust.toml"
 
 
 def find_softhsm_module() -> str:
@@ -88,8 +105,8 @@ def pki_config(port: int, key_dir: Path) -> Any:
     )
 
 
-def _write_private_key(path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def _write_private_key(path: Path, bits: int = 2048) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -222,7 +239,8 @@ def _provision_here(state: Path, port: int, *, force: bool, csc_port: int) -> Pa
     os.chmod(key_dir, 0o700)
 
     for name in SOFTWARE_KEYS:
-        _write_private_key(key_dir / f"{name}.key.pem")
+        _write_private_key(key_dir / f"{name}.key.pem",
+                           3072 if name in LONG_LIVED_KEYS else 2048)
 
     (state / "softhsm2.conf").write_text(
         f"directories.tokendir = {state / 'tokens'}\n"
@@ -249,6 +267,8 @@ def _provision_here(state: Path, port: int, *, force: bool, csc_port: int) -> Pa
             (cert_dir / f"{name}.pem").write_bytes(_pem("CERTIFICATE", der))
             certs[name] = der
     shutil.copyfile(cert_dir / "root.pem", state / "pki" / "root.pem")
+    shutil.copyfile(cert_dir / "root-g2.pem", state / "pki" / "root-g2.pem")
+    _write_trust_store(state, certs)
 
     _import_certificates(module, state, TOKEN_LABEL, pin,
                          {label: certs[label] for label in SEALS})
@@ -273,6 +293,39 @@ def _pem(kind: str, der: bytes) -> bytes:
     lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
     return b"-----BEGIN " + kind.encode() + b"-----\n" + b"\n".join(lines) + \
         b"\n-----END " + kind.encode() + b"-----\n"
+
+
+def _toml_value(value: str | list[str] | datetime) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def _write_trust_store(state: Path, certs: dict[str, bytes]) -> None:
+    """<state>/trust.toml: one [[anchor]] per root, certificate paths relative to it."""
+    from asn1crypto import x509
+
+    lines = ['description = "hocba dev PKI (never for real records)"']
+    for anchor_id, (label, note) in TRUST_ANCHORS.items():
+        der = certs[label]
+        cert = x509.Certificate.load(der)
+        validity = cert["tbs_certificate"]["validity"]
+        entry: dict[str, str | list[str] | datetime] = {
+            "id": anchor_id,
+            "name": cert.subject.native["common_name"],
+            "certificate": f"pki/{label}.pem",
+            "sha256": hashlib.sha256(der).hexdigest(),
+            "purposes": ["signing", "timestamping"],
+            "trusted_from": validity["not_before"].native,
+            "trusted_until": validity["not_after"].native,
+            "source": "generated by certs/provision.py",
+        }
+        if note:
+            entry["note"] = note
+        lines += ["", "[[anchor]]", *(f"{k} = {_toml_value(v)}" for k, v in entry.items())]
+    (state / TRUST_STORE).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _display_path(path: Path) -> str:
@@ -342,6 +395,9 @@ def _write_clients(state: Path, module: str, csc_port: int) -> None:
         "tenants": {DEPT: sorted(SCHOOLS)},
         "signers": signers,
         "trust_anchor": rel("pki", "root.pem"),
+        # both roots with purposes and periods; like every path here, relative to the
+        # working directory (signer.clients.load_clients)
+        "trust_store": rel(TRUST_STORE),
         "pkcs11": {"module": module, "token_label": TOKEN_LABEL,
                    "pin_file": rel("hsm-pin"), "softhsm2_conf": rel("softhsm2.conf")},
         "client_token": {"module": module, "token_label": CLIENT_TOKEN_LABEL,
