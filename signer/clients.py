@@ -59,6 +59,7 @@ class Clients:
     by_key_hash: dict[bytes, Client]
     signers: dict[str, KeyEntry]
     trust_anchors: tuple[Path, ...]
+    """Trust files: trust store TOML files or root certificates (signer.truststore)."""
     pkcs11: Pkcs11Config | None
     tenants: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -119,7 +120,8 @@ def load_clients(path: Path, base: Path | None = None) -> Clients:
                 csc_service_url=str(s["csc_service_url"]).rstrip("/") if csc else None,
                 csc_credential_id=str(s["csc_credential_id"]) if csc else None,
             )
-        anchors = doc["trust_anchor"]
+        # a trust store file (anchors with purposes and dates), else a flat list of roots
+        anchors = doc.get("trust_store") or doc["trust_anchor"]
         anchors = [anchors] if isinstance(anchors, str) else anchors
         p11 = doc.get("pkcs11")
         pkcs11 = Pkcs11Config(

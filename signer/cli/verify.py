@@ -15,18 +15,24 @@ class Unusable(click.ClickException):
     exit_code = 2
 
 
-def _trust_anchors(trust: tuple[Path, ...]) -> list[Any]:
-    from signer.keys.base import load_chain
+def _trust_anchors(trust: tuple[Path, ...]) -> Any:
+    from signer.errors import ConfigError
+    from signer.truststore import load_trust
 
-    if trust:
-        return load_chain(list(trust))
-    from signer.clients import load_clients
-    from signer.settings import load_settings
+    try:
+        if trust:
+            return load_trust(list(trust))
+        from signer.clients import load_clients
+        from signer.settings import load_settings
 
-    anchors = load_clients(load_settings().clients_file).trust_anchors
-    if not anchors:
-        raise click.UsageError("no trust anchor: pass --trust ROOT.pem or set HOCBA_CLIENTS_FILE")
-    return load_chain(list(anchors))
+        anchors = load_clients(load_settings().clients_file).trust_anchors
+        if not anchors:
+            raise click.UsageError(
+                "no trust anchor: pass --trust ROOT.pem (or a trust store .toml) or set "
+                "HOCBA_CLIENTS_FILE")
+        return load_trust(list(anchors))
+    except ConfigError as e:
+        raise Unusable(str(e)) from e
 
 
 def _roles() -> dict[str, str]:
@@ -44,8 +50,9 @@ def _roles() -> dict[str, str]:
 @click.argument("pdf", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--trust", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Trust anchor certificate (PEM or DER); repeatable. Default: the trust "
-                   "anchors of HOCBA_CLIENTS_FILE.")
+              help="Trust anchor certificate (PEM or DER) or trust store (.toml, anchors "
+                   "with purposes and dates); repeatable. Default: the trust store of "
+                   "HOCBA_CLIENTS_FILE.")
 @click.option("--offline", is_flag=True,
               help="Only the validation data in the file (no OCSP/CRL fetching).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -82,3 +89,8 @@ def _print(pdf: Path, doc: dict[str, Any]) -> None:
     for t in doc["document_timestamps"]:
         state = "intact, trusted" if t["intact"] and t["trusted"] else "NOT intact/trusted"
         click.echo(f"  {'timestamp':<10} {t['time']}  {state}  {t['tsa']}")
+    if doc["explanation"]:
+        click.echo(f"  {doc['explanation']}")
+    if doc["timestamp_valid_until"]:
+        click.echo(f"  newest timestamp valid until {doc['timestamp_valid_until']} "
+                   "(renew before then)")

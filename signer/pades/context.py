@@ -27,7 +27,7 @@ from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBack
 from pyhanko_certvalidator.path import ValidationPath
 
 from signer.errors import ConfigError
-from signer.keys.base import load_chain
+from signer.truststore import SIGNING, TrustStore, load_trust
 
 
 class TsaClient(HTTPTimeStamper):
@@ -51,7 +51,9 @@ class SigningServices:
                  revocation_cache_seconds: int = 600, timeout: int = 20) -> None:
         if not font_path.is_file():
             raise ConfigError(f"stamp font {font_path} not found (install fonts-noto-core)")
-        self.trust_roots: list[x509.Certificate] = load_chain(trust_anchors)
+        self.trust: TrustStore = load_trust(trust_anchors)
+        if not self.trust:
+            raise ConfigError("no trust anchor configured")
         self.timestamper = TsaClient(tsa_url, timeout=timeout)
         self.tsa_url = tsa_url
         self._font_source = font_path
@@ -77,14 +79,16 @@ class SigningServices:
             font, face = self._font
         return stamp_font_factory(font, face, size)
 
-    def validation_context(self, cache_key: str | None = None) -> ValidationContext:
+    def validation_context(self, cache_key: str | None = None,
+                           purpose: str | None = None) -> ValidationContext:
         """A fresh context, seeded with the cached revocation data for `cache_key` while
-        it is younger than `revocation_cache_seconds`."""
+        it is younger than `revocation_cache_seconds`; anchors for `purpose` (default:
+        every anchor), each only while it is trusted."""
         with self._lock:
             entry = self._revinfo.get(cache_key) if cache_key is not None else None
         if entry and time.monotonic() - entry[0] <= self._cache_seconds:
-            return self._context(entry[1], entry[2])
-        return self._context([], [])
+            return self._context(entry[1], entry[2], purpose)
+        return self._context([], [], purpose)
 
     def revinfo_context(self, cache_keys: list[str]) -> ValidationContext:
         """A fresh context holding the cached revocation data of every key."""
@@ -98,9 +102,11 @@ class SigningServices:
                     crls.update((c.dump(), c) for c in entry[2])
         return self._context(list(ocsps.values()), list(crls.values()))
 
-    def _context(self, ocsps: list[Any], crls: list[Any]) -> ValidationContext:
+    def _context(self, ocsps: list[Any], crls: list[Any],
+                 purpose: str | None = None) -> ValidationContext:
+        anchors = self.trust.for_purpose(purpose) if purpose else self.trust.all_anchors()
         return ValidationContext(
-            trust_roots=self.trust_roots,
+            trust_roots=anchors,
             allow_fetching=True,
             revocation_mode="hard-fail",
             fetcher_backend=RequestsFetcherBackend(per_request_timeout=self._timeout),
@@ -109,7 +115,8 @@ class SigningServices:
         )
 
     async def validated_path(self, cert: x509.Certificate,
-                             intermediates: list[x509.Certificate]) -> ValidationPath:
+                             intermediates: list[x509.Certificate], *,
+                             purpose: str = SIGNING) -> ValidationPath:
         """`cert`'s path to a trust anchor, revocation checked (hard-fail), reused for
         `revocation_cache_seconds` together with the revocation data it was checked
         with. Raises pyhanko_certvalidator's errors."""
@@ -118,13 +125,14 @@ class SigningServices:
             hit = self._paths.get(key)
         if hit is not None and time.monotonic() - hit[0] <= self._cache_seconds:
             return hit[1]
-        vc = self.validation_context(key)
+        # only anchors trusted for the purpose (signers' or TSAs' CAs), and trusted now
+        checked = self.validation_context(key, purpose=purpose)
         validator = CertificateValidator(cert, intermediate_certs=intermediates,
-                                         validation_context=vc)
+                                         validation_context=checked)
         path = await validator.async_validate_path()
         now = time.monotonic()
         with self._lock:
-            self._revinfo[key] = (now, list(vc.ocsps), list(vc.crls))
+            self._revinfo[key] = (now, list(checked.ocsps), list(checked.crls))
             self._paths[key] = (now, path)
         return path
 

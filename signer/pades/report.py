@@ -22,8 +22,9 @@ The document's indication: ``TOTAL_FAILED`` if any signature or document
 timestamp failed (e.g. bytes it covers were changed); ``TOTAL_PASSED`` if there
 is at least one signature and all passed; else ``INDETERMINATE`` with the first
 signature's sub-indication that did not pass (``SIGNED_DATA_NOT_FOUND`` when
-there is none). A document timestamp that is merely INDETERMINATE lowers the
-level, not the indication.
+there is none). The newest document timestamp must pass too (it proves everything
+before it today); an older one that is merely INDETERMINATE lowers the level, not the
+indication.
 """
 
 from __future__ import annotations
@@ -147,6 +148,13 @@ class VerificationReport:
     fetched: bool = False
     """Whether this comes from the second validation, with online fetching allowed
     (the file's own validation data did not suffice)."""
+    timestamp_valid_until: datetime | None = None
+    """Until when the newest document timestamp can be validated (its TSA certificate's
+    expiry, or when its algorithms stop being acceptable): renew before then."""
+    valid_as_of: datetime | None = None
+    """Not passed now, but the file alone proves the record as of this time."""
+    explanation: str | None = None
+    """Why the record is not TOTAL_PASSED, and what would fix it."""
 
     @property
     def passed(self) -> bool:
@@ -163,6 +171,9 @@ class VerificationReport:
             "signatures": [s.as_dict(public=public) for s in self.signatures],
             "document_timestamps": [t.as_dict() for t in self.document_timestamps],
             "level": self.level,
+            "timestamp_valid_until": rfc3339_or_none(self.timestamp_valid_until),
+            "valid_as_of": rfc3339_or_none(self.valid_as_of),
+            "explanation": self.explanation,
         }
 
 
@@ -199,6 +210,10 @@ def overall(
     for s in signatures:
         if s.indication != TOTAL_PASSED:
             return INDETERMINATE, s.sub_indication
+    newest = max(doc_timestamps, key=lambda t: t.covers_revision, default=None)
+    if newest is not None and newest.indication != TOTAL_PASSED:
+        # the newest document timestamp is what proves everything before it today
+        return INDETERMINATE, newest.sub_indication
     return TOTAL_PASSED, None
 
 

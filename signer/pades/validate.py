@@ -22,9 +22,9 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from io import BytesIO
-from typing import Any
+from typing import Any, BinaryIO
 
 from asn1crypto import cms, crl, ocsp, tsp, x509
 from cryptography import x509 as cx509
@@ -64,6 +64,7 @@ from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from signer.aio import run
+from signer.algorithms import load_algorithm_policy
 from signer.errors import HocbaError, PdfRejected
 from signer.fixes.poecache import document_scope
 from signer.pades.report import (
@@ -80,6 +81,7 @@ from signer.pades.report import (
     overall,
     pades_level,
 )
+from signer.truststore import SIGNING, TIMESTAMPING, TrustInput, TrustStore, as_trust_store
 
 __all__ = [
     "DocumentTimestampReport",
@@ -93,11 +95,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 10
-# "However old": longer than any record is kept.
-_TS_REVINFO_FRESHNESS = timedelta(days=365 * 200)
 _EOF_WINDOW = 1024  # as readers do (and signer.inputs): %%EOF within the last 1 KiB
 _MAX_DETAIL = 200
 
+# the newest timestamp's revocation data is too old (not: wrong, revoked, untrusted)
+_STALE = frozenset({AdESIndeterminate.TRY_LATER.name,
+                    AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE.name,
+                    AdESIndeterminate.OUT_OF_BOUNDS_NO_POE.name})
 _REVOKED = frozenset(
     {AdESFailure.REVOKED, AdESIndeterminate.REVOKED_NO_POE, AdESIndeterminate.REVOKED_CA_NO_POE}
 )
@@ -111,11 +115,10 @@ _REVOKED = frozenset(
 async def verify_pdf(
     data: bytes,
     *,
-    trust_roots: list[x509.Certificate],
+    trust_roots: TrustInput,
     role_by_field: dict[str, str] | None = None,
     validation_time: datetime | None = None,
     allow_fetching: bool = True,
-    strict_timestamps: bool = False,
 ) -> VerificationReport:
     """Validate every signature and document timestamp in ``data``.
 
@@ -130,17 +133,13 @@ async def verify_pdf(
     ``validation_time`` (default: now) validates as of that moment, from the
     file's data only (pyHanko does not fetch for historical validation).
 
-    ``strict_timestamps``: ETSI EN 319 102-1 validates the newest document
-    timestamp at the current time, so its TSA certificate needs revocation data
-    that is fresh then; once the OCSP responses and CRLs in the file have expired
-    (days after signing), an offline validation is INDETERMINATE (TRY_LATER)
-    until fresh data is fetched. By default (false), time-stamping certificates
-    are accepted with the revocation data in the file however old it is (it must
-    still say "good"), so a record validates offline, from the file and a trust
-    anchor, until its newest document timestamp's TSA certificate expires
-    (records need a new document timestamp before then). Signers' certificates
-    are always held to ETSI's rules, through the proof of existence the document
-    timestamps give.
+    The rules are pyHanko's ``adesverify`` (ETSI EN 319 102-1) for every
+    certificate, time-stamping ones included: the newest document timestamp is
+    validated at the validation time, so offline, once the file's revocation data
+    for its TSA is no longer fresh, the result is INDETERMINATE; the report then
+    says as of when the file proves the record (``valid_as_of``) and why not now.
+    ``trust_roots`` is a trust store (anchors with purposes and dates) or a flat
+    list of roots; the algorithm policy is policies/crypto/algorithms.toml.
 
     Raises ``PdfRejected`` (``pdf_not_a_pdf``, ``pdf_encrypted``, ``pdf_malformed``)
     for input that is not a readable, unencrypted PDF; everything else about the
@@ -151,15 +150,9 @@ async def verify_pdf(
     if validation_time is not None and validation_time.tzinfo is None:
         validation_time = validation_time.replace(tzinfo=UTC)
     roles = role_by_field or {}
+    trust = as_trust_store(trust_roots)
     try:
-        report = await _verify(
-            data,
-            trust_roots,
-            roles,
-            validation_time,
-            fetching=False,
-            strict_timestamps=strict_timestamps,
-        )
+        report = await _verify(data, trust, roles, validation_time, fetching=False)
         if (
             report.indication == INDETERMINATE
             and report.signatures
@@ -168,14 +161,12 @@ async def verify_pdf(
         ):
             log.info("the file's validation data did not suffice; fetching revocation data")
             # the file's data and more, so never less informed than the first
-            report = await _verify(
-                data,
-                trust_roots,
-                roles,
-                validation_time,
-                fetching=True,
-                strict_timestamps=strict_timestamps,
-            )
+            fetched = await _verify(data, trust, roles, validation_time, fetching=True,
+                                    fetched=await _newest_timestamp_revinfo(data, trust))
+            if fetched.passed or not report.valid_as_of:
+                report = fetched
+            else:  # still not provable today: keep what the file proves, and as of when
+                report = replace(report, fetched=True)
         return report
     except HocbaError:
         raise
@@ -189,11 +180,10 @@ async def verify_pdf(
 def verify_pdf_sync(
     data: bytes,
     *,
-    trust_roots: list[x509.Certificate],
+    trust_roots: TrustInput,
     role_by_field: dict[str, str] | None = None,
     validation_time: datetime | None = None,
     allow_fetching: bool = True,
-    strict_timestamps: bool = False,
 ) -> VerificationReport:
     """``verify_pdf`` for callers without an event loop."""
     return run(
@@ -203,7 +193,6 @@ def verify_pdf_sync(
             role_by_field=role_by_field,
             validation_time=validation_time,
             allow_fetching=allow_fetching,
-            strict_timestamps=strict_timestamps,
         )
     )
 
@@ -239,30 +228,24 @@ def _open(data: bytes) -> PdfFileReader:
 # ---------------------------------------------------------------------------
 
 
-def _spec(
-    trust_roots: list[x509.Certificate], *, fetching: bool, strict_timestamps: bool
-) -> PdfSignatureValidationSpec:
-    trust_manager = SimpleTrustManager.build(trust_roots=trust_roots)
-    cert_policy = CertValidationPolicySpec(
-        trust_manager=trust_manager,
-        revinfo_policy=CertRevTrustPolicy(
-            REQUIRE_REVINFO,
-            freshness=None,
-            freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION,
-        ),
+def _spec(trust: TrustStore, *, fetching: bool) -> PdfSignatureValidationSpec:
+    """pyHanko's ``adesverify`` policy, with anchors by purpose and date and the dated
+    algorithm policy."""
+    revinfo = CertRevTrustPolicy(
+        REQUIRE_REVINFO,
+        freshness=None,
+        freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION,
     )
-    ts_policy = None
-    if not strict_timestamps:
-        # Time-stamping certificates: the file's revocation data counts however old
-        # it is (it still has to say "good"); see verify_pdf.
-        ts_policy = replace(
-            cert_policy,
-            revinfo_policy=CertRevTrustPolicy(
-                REQUIRE_REVINFO,
-                freshness=_TS_REVINFO_FRESHNESS,
-                freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION,
-            ),
-        )
+    algorithms = load_algorithm_policy()
+    cert_policy = CertValidationPolicySpec(
+        trust_manager=SimpleTrustManager.build(trust_roots=trust.for_purpose(SIGNING)),
+        revinfo_policy=revinfo,
+        algorithm_usage_policy=algorithms,
+    )
+    ts_policy = replace(
+        cert_policy,
+        trust_manager=SimpleTrustManager.build(trust_roots=trust.for_purpose(TIMESTAMPING)),
+    )
     if fetching:
         # imported here: `requests` costs ~40 ms of a cold verification that needs no fetch
         from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
@@ -303,42 +286,176 @@ def _timing(validation_time: datetime | None) -> ValidationTimingInfo:
 
 async def _verify(
     data: bytes,
-    trust_roots: list[x509.Certificate],
+    trust: TrustStore,
     role_by_field: Mapping[str, str],
     validation_time: datetime | None,
     *,
     fetching: bool,
-    strict_timestamps: bool,
+    as_of_check: bool = True,
+    fetched: LocalKnowledge | None = None,
 ) -> VerificationReport:
     reader = _open(data)
-    spec = _spec(trust_roots, fetching=fetching, strict_timestamps=strict_timestamps)
+    # a file with document timestamps needs today's revocation data only for its newest
+    # timestamp's TSA (`fetched`): signers' certificates are judged in the past, and
+    # fresh data for an expired one would only stop the time slide at today
+    spec = _spec(trust, fetching=fetching and fetched is None)
+    if fetched is not None:
+        svs = spec.signature_validation_spec
+        spec = replace(spec, signature_validation_spec=replace(
+            svs, local_knowledge=_merged(svs.local_knowledge, fetched)))
     timing = _timing(validation_time)
 
     dss = _read_dss(reader)
     regular = list(reader.embedded_regular_signatures)
+    stamps = sorted(reader.embedded_timestamp_signatures, key=_revision)
     with document_scope():
         signatures = [
-            await _verify_signature(sig, spec, timing, role_by_field.get(sig.field_name), dss)
+            await _verify_signature(sig, spec, timing, role_by_field.get(sig.field_name), dss,
+                                    has_doc_timestamps=bool(stamps))
             for sig in regular
         ]
-    ts_spec = replace(spec.signature_validation_spec, local_knowledge=dss)
-    doc_timestamps = [
-        await _verify_doc_timestamp(ts, ts_spec, timing)
-        for ts in reader.embedded_timestamp_signatures
-    ]
+    ts_spec = replace(spec.signature_validation_spec,
+                      local_knowledge=_merged(dss, fetched or LocalKnowledge()))
+    # the newest at the validation time; each older one as of the next one's time (its
+    # proof of existence), with the validation data added before it
+    doc_timestamps = []
+    for n, ts in enumerate(stamps):
+        later = _safe(lambda n=n: _tst_time(stamps[n + 1].signed_data)) \
+            if n + 1 < len(stamps) else None
+        doc_timestamps.append(await _verify_doc_timestamp(
+            ts, ts_spec, _timing(later) if later else timing))
 
     indication, sub_indication = overall(signatures, doc_timestamps)
     level = pades_level(signatures, doc_timestamps,
                         last_signed_revision=max(map(_revision, regular), default=0),
                         has_revinfo=_has_revinfo(dss))
-    return VerificationReport(
+    newest = stamps[-1] if stamps else None
+    report = VerificationReport(
         indication=indication,
         sub_indication=sub_indication,
         signatures=tuple(signatures),
         document_timestamps=tuple(doc_timestamps),
         level=level,
         fetched=fetching,
+        timestamp_valid_until=_timestamp_valid_until(newest) if newest else None,
     )
+    if report.passed or not signatures or not doc_timestamps:
+        return report
+    moment = validation_time or timing.validation_time
+    return replace(report, **await _not_passed_because(
+        data, trust, role_by_field, report, moment, dss,
+        as_of_check=as_of_check and not fetching))
+
+
+async def _not_passed_because(
+    data: bytes, trust: TrustStore, role_by_field: Mapping[str, str],
+    report: VerificationReport, moment: datetime, dss: LocalKnowledge, *, as_of_check: bool,
+) -> dict[str, Any]:
+    """Why a record with document timestamps is not TOTAL_PASSED at `moment`, what would
+    fix it, and (offline) as of when the file alone proves it."""
+    until = report.timestamp_valid_until
+    if report.indication == TOTAL_FAILED:
+        return {}
+    if until is not None and until <= moment:
+        return {"explanation": (
+            f"the newest document timestamp is no longer valid (its TSA certificate or "
+            f"its algorithms were acceptable until {until:%Y-%m-%d}) and no newer "
+            f"timestamp covers it: the record needed renewal before then")}
+    newest_ts = max(report.document_timestamps, key=lambda t: t.covers_revision)
+    if not as_of_check or newest_ts.sub_indication not in _STALE:
+        return {}
+    # offline: the file's revocation data is no longer fresh. As of the newest
+    # validation data in the file (the newest timestamp or revocation data), is it valid?
+    newest = max([t.time for t in report.document_timestamps if t.time]
+                 + _revinfo_times(dss), default=None)
+    if newest is None or newest >= moment:
+        return {}
+    then = await _verify(data, trust, role_by_field, newest, fetching=False,
+                         as_of_check=False)
+    if not then.passed:
+        return {}
+    return {"valid_as_of": newest, "explanation": (
+        f"valid as of {newest:%Y-%m-%d %H:%M} UTC, the date of the newest validation "
+        "data in the file; its revocation data is too old to prove more: verify online "
+        "for today's status")}
+
+
+async def _newest_timestamp_revinfo(data: bytes, trust: TrustStore) -> LocalKnowledge | None:
+    """Today's revocation data for the chain of the newest document timestamp's TSA,
+    fetched (never certificates); None when the file has no document timestamp."""
+    from pyhanko_certvalidator import CertificateValidator, ValidationContext
+    from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
+
+    reader = _open(data)
+    stamps = sorted(reader.embedded_timestamp_signatures, key=_revision)
+    if not stamps:
+        return None
+    newest = stamps[-1]
+    dss = _read_dss(reader)
+    vc = ValidationContext(
+        trust_roots=trust.for_purpose(TIMESTAMPING), allow_fetching=True,
+        revocation_mode="hard-fail",
+        fetcher_backend=RequestsFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS),
+        other_certs=list(dss.known_certs))
+    try:
+        cert = newest.signer_cert
+        others = [c.chosen for c in newest.signed_data["certificates"] or ()
+                  if c.name == "certificate"]
+        await CertificateValidator(cert, intermediate_certs=others,
+                                   validation_context=vc).async_validate_path()
+    except Exception as e:  # what could be fetched still counts; the validation judges
+        log.info("revocation data for the newest timestamp: %s", _describe(e))
+    ocsps: list[OCSPContainer] = []
+    for response in vc.ocsps:
+        with contextlib.suppress(Exception):
+            ocsps += OCSPContainer.load_multi(response)
+    return LocalKnowledge(known_ocsps=ocsps,
+                          known_crls=[CRLContainer(crl_data=c) for c in vc.crls])
+
+
+def _merged(a: LocalKnowledge, b: LocalKnowledge) -> LocalKnowledge:
+    return replace(a, known_ocsps=list(a.known_ocsps) + list(b.known_ocsps),
+                   known_crls=list(a.known_crls) + list(b.known_crls),
+                   known_certs=list(a.known_certs) + list(b.known_certs))
+
+
+def _revinfo_times(dss: LocalKnowledge) -> list[datetime]:
+    times: list[datetime] = []
+    for o in dss.known_ocsps:
+        t = _safe(lambda o=o: o.issuance_date)
+        if isinstance(t, datetime):
+            times.append(t)
+    for c in dss.known_crls:
+        t = _safe(lambda c=c: c.issuance_date)
+        if isinstance(t, datetime):
+            times.append(t)
+    return times
+
+
+def timestamp_valid_until(pdf: BinaryIO) -> datetime | None:
+    """Until when the file's newest document timestamp can be validated (None: it has
+    none, or it cannot be read)."""
+    try:
+        pdf.seek(0)
+        reader = PdfFileReader(pdf, strict=False)
+        stamps = sorted(reader.embedded_timestamp_signatures, key=_revision)
+    except Exception:
+        return None
+    return _timestamp_valid_until(stamps[-1]) if stamps else None
+
+
+def _timestamp_valid_until(ts: EmbeddedPdfSignature) -> datetime | None:
+    """Until when the newest document timestamp can be validated: its TSA certificate's
+    expiry, or earlier when its algorithms stop being acceptable."""
+    cert = _safe(lambda: ts.signer_cert)
+    if cert is None:
+        return None
+    ends = [cert.not_valid_after]
+    weakens = load_algorithm_policy().weakens_before(cert)
+    if weakens is not None:
+        ends.append(weakens)
+    value: datetime = min(ends)
+    return value
 
 
 async def _verify_signature(
@@ -347,6 +464,8 @@ async def _verify_signature(
     timing: ValidationTimingInfo,
     role: str | None,
     dss: LocalKnowledge,
+    *,
+    has_doc_timestamps: bool,
 ) -> SignatureReport:
     field = str(sig.field_name)
     signer = _signer_identity(sig)
@@ -355,12 +474,13 @@ async def _verify_signature(
         result: AdESWithTimeValidationResult = await ades_lta_validation(
             sig, spec, timing_info=timing
         )
-        if result.ades_subindic.status == AdESStatus.INDETERMINATE:
+        if result.ades_subindic.status == AdESStatus.INDETERMINATE and not has_doc_timestamps:
             # pyHanko also runs past signature validation after a PASSED validation
             # with time, which fails without a document timestamp (no proof of
             # existence for the CA certificates: a PAdES-B-T or B-LT signature).
             # ETSI EN 319 102-1 5.6.3.4 does past validation only after an
-            # INDETERMINATE one, so a PASSED validation with time stands.
+            # INDETERMINATE one, so a PASSED validation with time stands. With document
+            # timestamps, their chain decides (the newest must be valid now).
             with_time = await _with_time_validation(sig, spec, timing, dss)
             if with_time.ades_subindic.status == AdESStatus.PASSED:
                 result = with_time
@@ -393,8 +513,9 @@ async def _verify_signature(
     coverage = coverage_name(status.coverage if status is not None else None)
     changes = changes_name(status)
 
-    if indication == TOTAL_PASSED and status is not None:
+    if indication != TOTAL_FAILED and status is not None:
         # AdES validation judges the CMS signature; the PDF-specific checks are ours
+        # (changes not allowed fail a signature whether or not its chain is proven)
         if coverage == "PARTIAL" or status.docmdp_ok is False:
             indication, sub_name = TOTAL_FAILED, AdESFailure.FORMAT_FAILURE.name
             message = (
@@ -403,7 +524,7 @@ async def _verify_signature(
                 else f"changes after signing ({changes}) are not allowed by the document's"
                 " modification permissions"
             )
-        elif not status.seed_value_ok:
+        elif indication == TOTAL_PASSED and not status.seed_value_ok:
             indication = INDETERMINATE
             sub_name = AdESIndeterminate.SIG_CONSTRAINTS_FAILURE.name
             message = "the signature does not meet its field's seed value constraints"

@@ -43,7 +43,7 @@ class Verification:
                         allow_fetching: bool = True) -> tuple[dict[str, Any], RecordRow | None]:
         """`verify`'s report and the record the file is an archived version of (or None):
         for pages that show the record's school without naming the record."""
-        report = run(verify_pdf(pdf, trust_roots=self.services.trust_roots,
+        report = run(verify_pdf(pdf, trust_roots=self.services.trust,
                                 role_by_field=self.role_by_field,
                                 allow_fetching=allow_fetching)).as_dict(public=public)
         version = self.index.find_version_by_sha256(hashlib.sha256(pdf).hexdigest())

@@ -251,7 +251,7 @@ def test_sign_teacher_role_and_verify(key: CscKey, otp: str, services: SigningSe
 
     signed = asyncio.run(sign())
     report = asyncio.run(verify_pdf(
-        signed, trust_roots=services.trust_roots,
+        signed, trust_roots=services.trust,
         role_by_field={r.field.name: r.name for r in policy.roles}))
     (sig,) = report.as_dict()["signatures"]
     assert sig["field"] == job.role.field.name and sig["role"] == "teacher"
@@ -284,7 +284,7 @@ def test_five_records_one_authorization_one_sign_hash(
     assert (s["sign_hash_calls"], s["sign_hash_hashes"]) == (1, [5])
     assert len(set(signed)) == 5
     for pdf in signed:
-        report = asyncio.run(verify_pdf(pdf, trust_roots=services.trust_roots))
+        report = asyncio.run(verify_pdf(pdf, trust_roots=services.trust))
         (sig,) = report.signatures
         assert sig.intact and sig.trusted, report.as_dict()
     assert otp not in caplog.text

@@ -17,6 +17,7 @@ from pyhanko.sign.validation.policy_decl import LocalKnowledge
 
 from signer.fixes import poecache
 from signer.pades import validate
+from signer.truststore import TrustStore
 from tests import unpatched
 from tests.unit import validate_fixtures as fx
 
@@ -100,8 +101,8 @@ def test_once_per_file_and_the_same_reports(record: bytes, monkeypatch: pytest.M
 
 
 def test_keys_take_settings_by_identity_and_knowledge_by_content(record: bytes) -> None:
-    base = validate._spec([fx.dev_root()], fetching=False,
-                          strict_timestamps=False).signature_validation_spec
+    base = validate._spec(TrustStore.of([fx.dev_root()]),
+                          fetching=False).signature_validation_spec
     root = fx.dev_root()
     one = replace(base, local_knowledge=LocalKnowledge(known_certs=[root]))
     same = replace(base, local_knowledge=LocalKnowledge(

@@ -38,7 +38,8 @@ def test_a_record_passes_offline(record_file: Path, responder: Any) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == f"{record_file}: TOTAL_PASSED, level PAdES-B-LTA"
     assert [line.split()[0] for line in lines[1:]] == ["teacher", "principal", "seal",
-                                                       "timestamp"]
+                                                       "timestamp", "newest"]
+    assert "newest timestamp valid until 2035-01-01T00:00:00Z" in done.stdout
     assert "Nguyễn" in done.stdout  # Vietnamese names, as they are
 
     report = json.loads(hocba_verify("--offline", "--json", str(record_file)).stdout)
