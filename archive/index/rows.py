@@ -61,6 +61,7 @@ class VersionRow:
     size: int
     reason: str  # "archived" | "renewed" | "superseded"
     created_at: datetime
+    timestamp_valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ versions = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # until when its newest document timestamp can be validated (renew before); NULL:
+    # not known yet (archived before 0005)
+    sa.Column("timestamp_valid_until", UTCDateTime, nullable=True),
     sa.Index(None, "sha256"),
 )
 

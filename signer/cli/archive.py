@@ -16,7 +16,7 @@ from archive.errors import ArchiveError
 from archive.fixity import FixityReport, audit
 from archive.index import Index
 from archive.store import ObjectStore, open_store
-from signer.errors import ConfigError
+from signer.errors import ConfigError, HocbaError
 from signer.settings import Settings, load_settings
 
 EXIT_PROBLEMS = 1
@@ -169,4 +169,58 @@ def extend_retention_command(horizon_days: int, extend_days: int) -> None:
     for err in report.errors:
         click.echo(f"{err['sha256']}\t{err['code']}\t{err['detail']}")
     if report.errors:
+        sys.exit(EXIT_PROBLEMS)
+
+
+@archive.command("renew")
+@click.option("--dry-run", is_flag=True, help="only count what is due")
+@click.option("--margin-days", type=click.IntRange(min=0), default=None,
+              help="renew what stays valid for less than this (default: "
+                   "policies/crypto/renewal.toml)")
+@click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
+def renew_command(dry_run: bool, margin_days: int | None, as_json: bool) -> None:
+    """Renew every archived record whose newest document timestamp is due: revocation
+    data for its TSA (fetched now) and a new document timestamp, as a new locked version
+    (reason `renewed`). Idempotent; after a crash, run it again to finish the rest.
+
+    Exit 0 when everything due was renewed, 1 when some record failed, 2 when the
+    renewal could not run."""
+    from datetime import timedelta
+
+    from signer.service.core import Hocba
+
+    try:
+        settings = load_settings()
+        _store, index = _open(settings)  # the index must exist: never make a new one here
+        index.close()
+        hocba = Hocba(settings)
+    except (ConfigError, HocbaError) as e:
+        raise CannotAudit(str(e)) from e
+    margin = None if margin_days is None else timedelta(days=margin_days)
+    try:
+        with ExitStack() as stack:
+            bar: dict[str, Any] = {}
+
+            def progress(done: int, total: int) -> None:
+                if "bar" not in bar:
+                    bar["bar"] = stack.enter_context(click.progressbar(
+                        length=total, label="records renewed", file=sys.stderr,
+                        show_pos=True))
+                bar["bar"].update(1)
+
+            report = hocba.renewals.renew_due(_actor(), margin=margin, dry_run=dry_run,
+                                              progress=progress)
+    except (HocbaError, ArchiveError) as e:
+        raise CannotAudit(f"renewal failed: {e}") from e
+    finally:
+        hocba.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{report.due} records due (dry run: nothing renewed)" if dry_run else
+                   f"{report.due} records due, {report.renewed} renewed, "
+                   f"{len(report.failed or [])} failed")
+        for f in report.failed or []:
+            click.echo(f"{f['record_id']}\t{f['code']}\t{f['detail']}")
+    if report.failed:
         sys.exit(EXIT_PROBLEMS)

@@ -1,8 +1,9 @@
-"""Operators: fixity audits of the whole store.
+"""Operators: fixity audits of the whole store, and renewals of what is due.
 
 `POST /v1/admin/audits` queues a fixity audit (a `fixity_audit` job run by the job
 runner thread); `GET /v1/admin/audits/{job_id}` gives its progress and, once finished,
-its report.
+its report. `GET /v1/admin/renewals` counts records due and overdue; `POST
+/v1/admin/renewals` queues a `renewal` job; `GET /v1/admin/renewals/{job_id}` its progress.
 """
 
 from __future__ import annotations
@@ -32,3 +33,26 @@ def start_audit() -> Response:
 @require("archive:admin")
 def get_audit(job_id: str) -> dict[str, Any]:
     return service().audits.status(job_id)
+
+
+@bp.get("/v1/admin/renewals")
+@require("archive:admin")
+def renewal_counts() -> dict[str, Any]:
+    renewals = service().renewals
+    return {**renewals.counts(), "margin_days": renewals.policy.margin.days}
+
+
+@bp.post("/v1/admin/renewals")
+@require("archive:admin")
+def start_renewal() -> Response:
+    def produce() -> tuple[dict[str, Any], int]:
+        job = service().jobs().submit_renewal(actor())
+        return {"job_id": job.id, "status": job.status, "total": job.total}, 202
+
+    return idempotent(request_hash(), produce)
+
+
+@bp.get("/v1/admin/renewals/<job_id>")
+@require("archive:admin")
+def get_renewal(job_id: str) -> dict[str, Any]:
+    return service().renewals.status(job_id)

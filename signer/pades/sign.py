@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from io import BytesIO
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -27,6 +27,7 @@ from pyhanko.stamp import TextStampStyle
 
 from signer.pades.context import SigningServices, cache_key
 from signer.policy import FieldSpec, Policy, RolePolicy
+from signer.truststore import SIGNING, TIMESTAMPING
 
 DOCMDP = {
     "no_changes": fields.MDPPerm.NO_CHANGES,
@@ -173,21 +174,47 @@ async def finish_lta(pdf: bytes, policy: Policy, services: SigningServices) -> b
 async def finish_lta_to(pdf: BinaryIO, out: BinaryIO, policy: Policy,
                         services: SigningServices, *, tight: bool = True) -> None:
     """`finish_lta` from a seekable file to an empty, readable and seekable one."""
+    await _timestamp_lta_to(pdf, out, policy.hash_algorithm, services, renewal=False,
+                            tight=tight)
+
+
+async def renew_lta_to(pdf: BinaryIO, out: BinaryIO, hash_algorithm: str,
+                       services: SigningServices) -> None:
+    """Renew an archived record (PAdES-B-LTA augmentation, ETSI EN 319 142-1 5.5): the
+    chain and revocation data, fetched now, of its newest document timestamp's TSA and of
+    the TSA about to time-stamp, in one DSS update, then a new document timestamp.
+    Raises pyhanko_certvalidator's errors when the newest timestamp can no longer be
+    validated (its TSA certificate expired or was revoked: too late to renew)."""
+    await _timestamp_lta_to(pdf, out, hash_algorithm, services, renewal=True, tight=True)
+
+
+async def _timestamp_lta_to(pdf: BinaryIO, out: BinaryIO, hash_algorithm: str,
+                            services: SigningServices, *, renewal: bool, tight: bool) -> None:
     pdf.seek(0)
     writer = IncrementalPdfFileWriter(pdf)
-    tsa_token = await services.timestamper.async_dummy_response(policy.hash_algorithm)
-    signed_datas = [tsa_token["content"]]
-    for sig in writer.prev.embedded_signatures:
-        signed_datas.append(sig.signed_data)
-        for signed in (False, True):
-            signed_datas.extend(extract_tst_data_iter(sig.signer_info, signed=signed))
+    tsa_token = await services.timestamper.async_dummy_response(hash_algorithm)
+    # (signed data, whether its signer is a TSA)
+    signed_datas: list[tuple[Any, bool]] = [(tsa_token["content"], True)]
+    if renewal:
+        stamps = sorted(writer.prev.embedded_timestamp_signatures,
+                        key=lambda ts: int(ts.signed_revision))
+        if not stamps:
+            raise SigningError("no document timestamp to renew")
+        signed_datas.append((stamps[-1].signed_data, True))
+    else:
+        for sig in writer.prev.embedded_signatures:
+            signed_datas.append((sig.signed_data, False))
+            for signed in (False, True):
+                signed_datas.extend((tst, True) for tst in
+                                    extract_tst_data_iter(sig.signer_info, signed=signed))
     paths, keys = [], []
-    for signed_data in signed_datas:
+    for signed_data, by_tsa in signed_datas:
         info = extract_certificate_info(signed_data)
         key = cache_key(info.signer_cert)
         if key not in keys:
-            paths.append(await services.validated_path(info.signer_cert,
-                                                       list(info.other_certs)))
+            paths.append(await services.validated_path(
+                info.signer_cert, list(info.other_certs),
+                purpose=TIMESTAMPING if by_tsa else SIGNING))
             keys.append(key)
     DocumentSecurityStore.supply_dss_in_writer(
         writer, sig_contents=None, paths=paths,
@@ -198,13 +225,14 @@ async def finish_lta_to(pdf: BinaryIO, out: BinaryIO, policy: Policy,
     reserved = 2 * (len(tsa_token.dump()) + services.RESERVE_MARGIN) if tight else None
     try:
         await PdfTimeStamper(services.timestamper).async_timestamp_pdf(
-            writer, policy.hash_algorithm, output=out, bytes_reserved=reserved)
+            writer, hash_algorithm, output=out, bytes_reserved=reserved)
     except SigningError:
         if not tight:
             raise
         out.seek(0)
         out.truncate()
-        await finish_lta_to(pdf, out, policy, services, tight=False)
+        await _timestamp_lta_to(pdf, out, hash_algorithm, services, renewal=renewal,
+                                tight=False)
 
 
 def _compress_new_dss_streams(writer: IncrementalPdfFileWriter) -> None:

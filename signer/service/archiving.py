@@ -21,6 +21,7 @@ from signer.aio import run
 from signer.errors import DependencyError, from_archive
 from signer.pades.context import SigningServices
 from signer.pades.sign import finish_lta_to
+from signer.pades.validate import timestamp_valid_until
 from signer.policy import Policy
 from signer.service.actors import Actor
 from signer.service.documents import Documents, release_garbage, scratch_file
@@ -69,10 +70,12 @@ class Archiving:
                 log.error("archive lock not as requested for record %s: %s", row.id, e)
             raise from_archive(e, f"store refused the final: {e}",
                                default_code="store_error") from e
+        valid_until = timestamp_valid_until(final)
         try:
             row = self.index.mark_archived(row.id, row.current_sha256, obj, actor=actor.name,
                                            audit_detail={"sha256": obj.sha256,
-                                                         "size": obj.size})
+                                                         "size": obj.size},
+                                           timestamp_valid_until=valid_until)
         except ArchiveError as e:
             raise from_archive(e, "the record changed while archiving"
                                if e.code == "stale_revision" else None) from e

@@ -28,6 +28,7 @@ from signer.service.jobs import JobRunner
 from signer.service.keysigning import KeySigning
 from signer.service.packages import Packages
 from signer.service.records import Records
+from signer.service.renewals import RenewalPolicy, Renewals
 from signer.service.shares import ShareLinks
 from signer.service.signing import SigningStep
 from signer.service.stats import Stats
@@ -79,6 +80,8 @@ class Hocba:
         self.transfers = Transfers(self.index, self.clients)
         self.stats = Stats(self.index, sorted(self.policies))
         self.audits = Audits(self.index)
+        self.renewals = Renewals(self.index, self.store, self.documents, self.services,
+                                 RenewalPolicy.load())
         self._jobs: JobRunner | None = None
         self._jobs_lock = threading.Lock()
 
@@ -87,7 +90,7 @@ class Hocba:
         with self._jobs_lock:
             if self._jobs is None:
                 self._jobs = JobRunner(self.index, self.store, self.clients,
-                                       self.key_signing,
+                                       self.key_signing, self.renewals,
                                        lease_seconds=self.settings.job_lease_seconds)
             return self._jobs
 

@@ -1,5 +1,5 @@
-"""Batches as jobs: one role signs many records with one key and one authorization; and
-fixity audits of the whole store.
+"""Batches as jobs: one role signs many records with one key and one authorization;
+fixity audits of the whole store; renewals of what is due (signer.service.renewals).
 
 Progress is persisted per record (`GET /v1/jobs/{id}`). A failure on one record does not
 stop the others. Each worker process runs a job runner thread that claims jobs with a
@@ -33,6 +33,7 @@ from signer.errors import HocbaError, NotFound, from_archive
 from signer.keys.csc import CscKey, parse_authorization
 from signer.service.actors import Actor
 from signer.service.keysigning import KeySigning
+from signer.service.renewals import RENEWAL, Renewals
 from signer.service.signing import Target
 
 log = logging.getLogger("hocba.jobs")
@@ -44,12 +45,14 @@ class JobRunner:
     """Claims and runs jobs in a background thread of this process."""
 
     def __init__(self, index: Index, store: ObjectStore, clients: Clients,
-                 key_signing: KeySigning, *, lease_seconds: int = 60,
+                 key_signing: KeySigning, renewals: Renewals | None = None, *,
+                 lease_seconds: int = 60,
                  poll_seconds: float = 1.0) -> None:
         self.index = index
         self.store = store
         self.clients = clients
         self.key_signing = key_signing
+        self.renewals = renewals
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
@@ -79,6 +82,13 @@ class JobRunner:
 
     def submit_audit(self, actor: Actor) -> JobRow:
         job = create_audit_job(self.index, tenant=actor.client.tenant, actor=actor.name)
+        self._kick()
+        return job
+
+    def submit_renewal(self, actor: Actor) -> JobRow:
+        if self.renewals is None:
+            raise NotFound("renewal is not available in this process", code="job_not_found")
+        job = self.renewals.submit(actor.client.tenant, actor.name)
         self._kick()
         return job
 
@@ -126,7 +136,8 @@ class JobRunner:
             if job is not None:
                 return job
         return self.index.claim_job(self.owner, self.lease_seconds,
-                                    kinds=(BATCH, BATCH_CSC, FIXITY_AUDIT))
+                                    kinds=(BATCH, BATCH_CSC, FIXITY_AUDIT)
+                                    + ((RENEWAL,) if self.renewals else ()))
 
     def run(self, job: JobRow) -> None:
         if job.kind == FIXITY_AUDIT:
@@ -134,6 +145,11 @@ class JobRunner:
                           lease_seconds=self.lease_seconds)
             return
         with kept_lease(self.index, job.id, self.owner, self.lease_seconds) as lost:
+            if job.kind == RENEWAL and self.renewals is not None:
+                self.renewals.run_job(job, lost.is_set)
+                if not lost.is_set():
+                    self.index.finish_job(job.id)
+                return
             actor = self._actor(job.params)
             ids: list[str] = job.params["record_ids"][job.done:]
             if job.kind == BATCH_CSC:

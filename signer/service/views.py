@@ -51,7 +51,8 @@ def record_view(row: RecordRow, policy: Policy | None, signatures: list[Signatur
 
 def version_view(v: VersionRow) -> dict[str, Any]:
     return {"version": v.version, "sha256": v.sha256, "size": v.size,
-            "created_at": rfc3339(v.created_at), "reason": v.reason}
+            "created_at": rfc3339(v.created_at), "reason": v.reason,
+            "timestamp_valid_until": rfc3339_or_none(v.timestamp_valid_until)}
 
 
 def signature_view(s: SignatureRow) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from archive.verification import canonical
 from tests.unit.archive.conftest import StepClock
 from tests.unit.archive.test_index import new_record, run_concurrently
 
-HEAD = "0004"
+HEAD = "0005"
 INITIAL_TABLES = [t.records, t.signatures, t.versions, t.objects, t.idempotency, t.audit]
 TOKEN = "ab" * 32
 
@@ -103,13 +103,15 @@ def structure(engine: sa.Engine, *, raw_sql: bool = True) -> dict[str, Any]:
 
 
 def without_records(tables: dict[str, Any]) -> dict[str, Any]:
-    """All but `records`, which changed in 0004 (verification codes, uniqueness per
-    school): the model's today is not what 0001 made."""
-    rest = {name: value for name, value in tables.items() if name != "records"}
+    """All but `records` and `versions`, which changed in 0004 (verification codes,
+    uniqueness per school) and 0005 (timestamp_valid_until): the model's today is not
+    what 0001 made."""
+    changed = ("records", "versions")
+    rest = {name: value for name, value in tables.items() if name not in changed}
     if "sqlite_master" in rest:
         rest["sqlite_master"] = [
             row for row in rest["sqlite_master"]
-            if row[1] != "records" and not row[1].startswith("ix_records_")
+            if row[1] not in changed and not row[1].startswith(("ix_records_", "ix_versions_"))
         ]
     return rest
 
@@ -151,7 +153,7 @@ def test_revisions_form_one_line_ending_at_head() -> None:
     scripts = ScriptDirectory.from_config(migrations.alembic_config())
     assert migrations.head_revision() == HEAD
     revisions = [r.revision for r in scripts.walk_revisions("base", "heads")]
-    assert revisions == ["0004", "0003", "0002", "0001"]
+    assert revisions == ["0005", "0004", "0003", "0002", "0001"]
 
 
 def test_fresh_index_migrates_to_head(index_url: str, engine: sa.Engine) -> None:
