@@ -44,4 +44,10 @@ def metrics() -> Response:
               "# TYPE hocba_dependency_up gauge"]
     lines += [f'hocba_dependency_up{{dependency="{k}"}} {int(v == "ok")}'
               for k, v in sorted(ready.items())]
+    lines += ["# HELP hocba_records_renewal Archived records by renewal state: due (newest "
+              "document timestamp valid for less than the margin), overdue (no longer "
+              "valid), unknown (archived before the date was recorded).",
+              "# TYPE hocba_records_renewal gauge"]
+    lines += [f'hocba_records_renewal{{state="{k}"}} {v}'
+              for k, v in sorted(svc.renewals.counts().items())]
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

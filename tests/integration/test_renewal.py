@@ -103,6 +103,9 @@ def test_renew_one_record_through_the_service(
     assert counts.get_json()["margin_days"] == 730
     assert counts.get_json()["overdue"] == 0
     assert http.get("/v1/admin/renewals", headers=auth(key)).status_code == 403
+    metrics = http.get("/metrics").get_data(as_text=True)
+    assert 'hocba_records_renewal{state="overdue"} 0' in metrics
+    assert 'hocba_records_renewal{state="due"} 0' in metrics
 
     # as a job: nothing is due in 2026 under the policy, and the job says so
     started = http.post("/v1/admin/renewals", headers=auth(api_keys["admin"]))
