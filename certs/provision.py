@@ -54,7 +54,8 @@ CSC_CREDENTIALS = {"school-1-csc-teacher": ("DEMO-SCHOOL-1", "teacher", "csc-tea
 LATER_KEYS = frozenset(label for _school, _role, label in CSC_CREDENTIALS.values())
 DEFAULT_CSC_PORT = 9782
 SOFTWARE_KEYS = (
-    "root", "interm", "tsa", "ocsp", "tsa-ca", "tsa-ca-g2",
+    "root", "interm", "tsa", "ocsp",
+    "tsa-ca", "tsa-ca-2033", "tsa-ca-2043", "tsa-ca-2053", "tsa-ca-2063",
     # later eras (dev-pki.yml's timeline)
     "root-g2", "interm-g2", "tsa-2033", "tsa-2043", "tsa-2053", "tsa-2063",
     "ocsp-2033", "ocsp-2043", "ocsp-2053", "ocsp-g2-2052", "ocsp-g2-2064",

@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -39,10 +38,10 @@ REPO = Path(__file__).resolve().parents[2]
 Y = 365 * 24 * 3600  # seconds, for the overlap rule (a year of 365 days)
 TSAS = {  # label -> (issuer, valid-from year, valid-to year)
     "tsa": ("tsa-ca", 2024, 2035),
-    "tsa-2033": ("tsa-ca", 2033, 2045),
-    "tsa-2043": ("tsa-ca", 2043, 2055),
-    "tsa-2053": ("tsa-ca-g2", 2053, 2065),
-    "tsa-2063": ("tsa-ca-g2", 2063, 2080),
+    "tsa-2033": ("tsa-ca-2033", 2033, 2045),
+    "tsa-2043": ("tsa-ca-2043", 2043, 2055),
+    "tsa-2053": ("tsa-ca-2053", 2053, 2065),
+    "tsa-2063": ("tsa-ca-2063", 2063, 2080),
 }
 OCSPS = {
     "ocsp": ("interm", 2024, 2034),
@@ -161,8 +160,8 @@ def ocsp_url(c: x509.Certificate) -> str:
 def faked_responder(request: pytest.FixtureRequest,
                     test_state: Path) -> Iterator[tuple[str, datetime]]:
     """The responder under libfaketime at request.param (a date), on a free port."""
-    if not Path(LIBFAKETIME).exists() and shutil.which("faketime") is None:
-        pytest.skip("libfaketime not installed")
+    if not Path(LIBFAKETIME).exists():
+        pytest.fail("libfaketime missing: install Debian's faketime (make deps)")
     when = datetime.fromisoformat(request.param).replace(tzinfo=UTC)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
