@@ -98,10 +98,6 @@ FETCH_TIMEOUT_SECONDS = 10
 _EOF_WINDOW = 1024  # as readers do (and signer.inputs): %%EOF within the last 1 KiB
 _MAX_DETAIL = 200
 
-# the newest timestamp's revocation data is too old (not: wrong, revoked, untrusted)
-_STALE = frozenset({AdESIndeterminate.TRY_LATER.name,
-                    AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE.name,
-                    AdESIndeterminate.OUT_OF_BOUNDS_NO_POE.name})
 _REVOKED = frozenset(
     {AdESFailure.REVOKED, AdESIndeterminate.REVOKED_NO_POE, AdESIndeterminate.REVOKED_CA_NO_POE}
 )
@@ -362,7 +358,7 @@ async def _not_passed_because(
             f"its algorithms were acceptable until {until:%Y-%m-%d}) and no newer "
             f"timestamp covers it: the record needed renewal before then")}
     newest_ts = max(report.document_timestamps, key=lambda t: t.covers_revision)
-    if not as_of_check or newest_ts.sub_indication not in _STALE:
+    if not as_of_check or newest_ts.indication != INDETERMINATE:
         return {}
     # offline: the file's revocation data is no longer fresh. As of the newest
     # validation data in the file (the newest timestamp or revocation data), is it valid?
