@@ -364,6 +364,17 @@ def main() -> int:
                      fmt([x / 1024 for x in ba["final"]], "KB", 1),
                      rtxt(ratio(ba["final"], [ha["archive_bytes_per_record"]]))))
 
+        # (h) renewal ------------------------------------------------------------------
+        log(f"(h) renewing the {len(bulk)} records of (c) per side")
+        hh = run_child("hocba_renew", {**common, "workdir": str(RUN / "bulk")})
+        bh = run_child("baseline_renew", {**common, "files": bulk,
+                                          "workdir": str(RUN / "naive")})
+        ratios["renew_cpu"] = ratio(bh["cpu_ms"], hh["cpu_ms"])
+        rows.append(("(h) renewal CPU ms / record (new document timestamp + TSA revocation "
+                     "data; hocba: as a new locked version, indexed)",
+                     fmt(hh["cpu_ms"], "ms"), fmt(bh["cpu_ms"], "ms"),
+                     rtxt(ratios["renew_cpu"])))
+
         # pyhanko-cli on a sample of outputs -------------------------------------------
         sample = (hfiles[: k.validate_sample] + bfiles[: k.validate_sample]
                   + [str(p) for p in (RUN / "big-hocba.pdf", RUN / "big-baseline.pdf")

@@ -133,6 +133,16 @@ def document_timestamp(pdf: bytes, tsa_url: str) -> bytes:
     return out.getvalue()
 
 
+def renew(pdf: bytes, timestamper: HTTPTimeStamper, vc: ValidationContext) -> bytes:
+    """LTA augmentation as pyHanko documents it: revocation data for the last timestamp
+    and a new one (`update_archival_timestamp_chain`), the TSA client and the validation
+    context shared across records, as a service would."""
+    out = BytesIO()
+    signers.PdfTimeStamper(timestamper).update_archival_timestamp_chain(
+        PdfFileReader(BytesIO(pdf)), vc, in_place=False, output=out)
+    return out.getvalue()
+
+
 def pipeline(pdf: bytes, tsa_url: str, out_path: Path | None = None) -> bytes:
     """Three signatures + a document timestamp; the file written (the naive 'archive')."""
     for role in ROLES:

@@ -152,6 +152,21 @@ def hocba_big(a: dict[str, Any]) -> dict[str, Any]:
             "wall_s": wall, "final": row.current_size}
 
 
+def hocba_renew(a: dict[str, Any]) -> dict[str, Any]:
+    """(h) renewal of archived records (a new locked version each), through the service."""
+    from datetime import timedelta
+
+    h, _actor = _hocba(a["tsa_url"], a["workdir"])
+    due = list(h.renewals.due(margin=timedelta(days=365 * 20)))
+    cpu = []
+    for v in due:
+        c0 = time.process_time()
+        h.renewals.renew("bench", v)
+        cpu.append((time.process_time() - c0) * 1000)
+    h.close()
+    return {"cpu_ms": cpu[a["warmup"]:] or cpu}
+
+
 # -- baseline ------------------------------------------------------------------------------
 
 def _baseline_env(a: dict[str, Any]) -> None:
@@ -211,6 +226,24 @@ def baseline_verify(a: dict[str, Any]) -> dict[str, Any]:
         cpu.append((time.process_time() - c0) * 1000)
         passed += ok
     return {"cpu_ms": cpu, "passed": passed}
+
+
+def baseline_renew(a: dict[str, Any]) -> dict[str, Any]:
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+    from pyhanko_certvalidator import ValidationContext
+
+    from bench import baseline
+
+    _baseline_env(a)
+    timestamper = HTTPTimeStamper(a["tsa_url"])
+    vc = ValidationContext(trust_roots=[baseline._root()], allow_fetching=True)
+    cpu = []
+    for f in a["files"]:
+        data = Path(f).read_bytes()
+        c0 = time.process_time()
+        baseline.renew(data, timestamper, vc)
+        cpu.append((time.process_time() - c0) * 1000)
+    return {"cpu_ms": cpu[a["warmup"]:] or cpu}
 
 
 def baseline_cold(a: dict[str, Any]) -> dict[str, Any]:
