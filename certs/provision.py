@@ -56,6 +56,8 @@ DEFAULT_CSC_PORT = 9782
 SOFTWARE_KEYS = (
     "root", "interm", "tsa", "ocsp",
     "tsa-ca", "tsa-ca-2033", "tsa-ca-2043", "tsa-ca-2053", "tsa-ca-2063",
+    "ocsp-tsa-ca", "ocsp-tsa-ca-2033", "ocsp-tsa-ca-2043", "ocsp-tsa-ca-2053",
+    "ocsp-tsa-ca-2063",
     # later eras (dev-pki.yml's timeline)
     "root-g2", "interm-g2", "tsa-2033", "tsa-2043", "tsa-2053", "tsa-2063",
     "ocsp-2033", "ocsp-2043", "ocsp-2053", "ocsp-g2-2052", "ocsp-g2-2064",

@@ -134,7 +134,8 @@ def test_each_version_downloads_the_archived_bytes(http: Any, api_keys: dict[str
         sha = hashlib.sha256(record["pdf"]).hexdigest()
         assert versions == [{"version": 1, "sha256": sha, "size": len(record["pdf"]),
                              "created_at": record["archive"]["archived_at"],
-                             "reason": "archived"}]
+                             "reason": "archived",
+                             "timestamp_valid_until": "2035-01-01T00:00:00Z"}]
         assert record["archive"]["sha256"] == sha and record["archive"]["version"] == 1
         doc = http.get(f"/v1/archive/records/{record['id']}/versions/1/document", headers=key)
         assert doc.status_code == 200 and doc.mimetype == "application/pdf"

@@ -215,20 +215,23 @@ def renew(archive: Archive, when: datetime, *flags: str) -> dict[str, Any]:
 @dataclass
 class Findings:
     mismatches: list[str] = field(default_factory=list)  # hocba and pyhanko disagree
-    unmet: list[str] = field(default_factory=list)  # both agree, but not as the story wants
+    required: list[str] = field(default_factory=list)  # both agree, not as the story wants
+    unmet: list[str] = field(default_factory=list)  # the same, a known limitation
 
 
 def check(problems: Findings, what: str, hocba: HocbaVerdict, pyhanko: Run,
-          hocba_should: bool | None, pyhanko_should: bool | None) -> None:
+          hocba_should: bool | None, pyhanko_should: bool | None, *,
+          known_limitation: bool = False) -> None:
     """Note it when hocba and pyhanko disagree, or either is not as expected (None: only
     the agreement matters)."""
+    unmet = problems.unmet if known_limitation else problems.required
     if hocba.passed != pyhanko.passed:
         problems.mismatches.append(explain(f"MISMATCH {what}", hocba, pyhanko))
     if hocba_should is not None and hocba.passed != hocba_should:
-        problems.unmet.append(explain(
+        unmet.append(explain(
             f"{what}: hocba should {'pass' if hocba_should else 'refuse'}", hocba, pyhanko))
     if pyhanko_should is not None and pyhanko.passed != pyhanko_should:
-        problems.unmet.append(explain(
+        unmet.append(explain(
             f"{what}: pyhanko should {'pass' if pyhanko_should else 'refuse'}", hocba,
             pyhanko))
     print(f"{what:<48} hocba {hocba.indication:<14} pyhanko {pyhanko_verdict(pyhanko)}")
@@ -286,7 +289,8 @@ def test_story_2026_to_2076(archive: Archive, test_state: Path, own_port: int) -
     with responder_at(test_state, own_port, when):
         for name in archive.records:
             hocba, pyhanko = hocba_and_pyhanko(when, newest[name], [store], roots, True)
-            check(problems, f"2076-06-01 online v5 {name}", hocba, pyhanko, True, True)
+            check(problems, f"2076-06-01 online v5 {name}", hocba, pyhanko, True, True,
+                  known_limitation=True)
             hocba, pyhanko = hocba_and_pyhanko(when, archive.first[name], [store], roots,
                                                True)
             check(problems, f"2076-06-01 online v1 {name}", hocba, pyhanko, False, False)
@@ -295,10 +299,13 @@ def test_story_2026_to_2076(archive: Archive, test_state: Path, own_port: int) -
         check(problems, f"2076-06-01 offline v5 {name}", hocba, pyhanko, None, None)
     # hocba never disagrees with the outside reference, at any date
     assert not problems.mismatches, "\n\n".join(problems.mismatches)
+    assert not problems.required, "\n\n".join(problems.required)
     if problems.unmet:
-        # Known, open (issue 11): once the previous TSA certificate has expired, pyHanko
-        # (hocba and pyhanko-cli alike) finds no usable revocation data for it in past
-        # validation (REVOCATION_OUT_OF_BOUNDS_NO_POE), so a renewed record is refused
-        # from then on. Both refuse: never a pass where the reference refuses.
-        pytest.xfail("renewed versions are not yet provable after the previous TSA "
-                     "certificate expired:\n" + "\n\n".join(problems.unmet))
+        # Known, open (issue 11): in 2076 the issuing CAs of the older timestamps and of
+        # the signers have expired (2060, 2070). pyHanko 0.38 reports an expired
+        # intermediate at the current time as CERTIFICATE_CHAIN_GENERAL_FAILURE, which its
+        # past validation does not try to improve (only OUT_OF_BOUNDS_*, TRY_LATER,
+        # REVOKED_*_NO_POE, CRYPTO_CONSTRAINTS_FAILURE_NO_POE), so the older timestamps
+        # and the signatures get no proof of existence. Both tools refuse alike.
+        pytest.xfail("2076: the newest version is not provable once the original "
+                     "issuing CAs have expired:\n" + "\n\n".join(problems.unmet))
