@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from asn1crypto import keys as asn1_keys
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 CERTS_DIR = Path(__file__).resolve().parent
 PKI_CONFIG = CERTS_DIR / "dev-pki.yml"
@@ -66,8 +66,9 @@ SOFTWARE_KEYS = (
     "foreign-root", "foreign-signer",
     *(label for _school, _role, label in CSC_CREDENTIALS.values()),
 )
-# Keys whose signatures are checked for decades (CAs, TSAs, OCSP responders): RSA-3072,
-# acceptable under policies/crypto/algorithms.toml after 2030; signers' keys sign once.
+# Keys whose signatures are checked for decades (CAs, TSAs, OCSP responders): ECDSA P-256,
+# acceptable under policies/crypto/algorithms.toml after 2030 (RSA-2048 is not) and fast
+# to load (the responder loads every key at start); signers' keys sign once.
 LONG_LIVED_KEYS = frozenset(k for k in SOFTWARE_KEYS if k.split("-")[0] in
                             {"root", "interm", "tsa", "ocsp"})
 SEALS = {"seal-1": "DEMO-SCHOOL-1", "seal-2": "DEMO-SCHOOL-2"}
@@ -108,8 +109,10 @@ def pki_config(port: int, key_dir: Path) -> Any:
     )
 
 
-def _write_private_key(path: Path, bits: int = 2048) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+def _write_private_key(path: Path, *, long_lived: bool = False) -> None:
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        ec.generate_private_key(ec.SECP256R1()) if long_lived
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048))
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -242,8 +245,7 @@ def _provision_here(state: Path, port: int, *, force: bool, csc_port: int) -> Pa
     os.chmod(key_dir, 0o700)
 
     for name in SOFTWARE_KEYS:
-        _write_private_key(key_dir / f"{name}.key.pem",
-                           3072 if name in LONG_LIVED_KEYS else 2048)
+        _write_private_key(key_dir / f"{name}.key.pem", long_lived=name in LONG_LIVED_KEYS)
 
     (state / "softhsm2.conf").write_text(
         f"directories.tokendir = {state / 'tokens'}\n"

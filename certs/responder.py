@@ -89,6 +89,9 @@ def era_router(app: Callable[..., Any], groups: dict[str, list[Era]]) -> Callabl
     return route
 
 
+CERTOMANCER_FIXED = "0.16.0"
+
+
 class _Forward:
     """A module's namespace with some names replaced."""
 
@@ -103,11 +106,17 @@ class _Forward:
 def _fix_tsa_signing_time() -> None:
     """certomancer.services builds `cms.Time({'utc_time': core.UTCTime(dt)})`: keep dt
     as it is there and pick UTCTime (1950-2049) or GeneralizedTime when building Time."""
+    from importlib.metadata import version
+
     from asn1crypto import cms, core
     from certomancer import services
 
     if isinstance(services.cms, _Forward):
         return
+    if version("certomancer") != CERTOMANCER_FIXED:  # the fix reads its internals
+        raise SystemExit(f"certs/responder.py: the TSA signing-time fix was written for "
+                         f"certomancer {CERTOMANCER_FIXED}, found {version('certomancer')}"
+                         " (docs/upstream/certomancer-tsa-time.md)")
 
     def time(value: dict[str, datetime]) -> cms.Time:
         dt = value["utc_time"]

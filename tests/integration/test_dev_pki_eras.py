@@ -25,7 +25,7 @@ from asn1crypto import algos, cms, tsp
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtensionOID
@@ -222,11 +222,10 @@ def ocsp_responder(base: str, subject: x509.Certificate,
     (responder_asn1,) = basic["certs"]
     responder = x509.load_der_x509_certificate(responder_asn1.dump())
     key = responder.public_key()
-    assert isinstance(key, rsa.RSAPublicKey)
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # long-lived keys are ECDSA P-256
     algo: hashes.HashAlgorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
                                   "sha512": hashes.SHA512()}[basic["signature_algorithm"].hash_algo]
-    key.verify(basic["signature"].native, basic["tbs_response_data"].dump(),
-               padding.PKCS1v15(), algo)
+    key.verify(basic["signature"].native, basic["tbs_response_data"].dump(), ec.ECDSA(algo))
     return responder, single["this_update"].native
 
 
