@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,21 @@ def _open(settings: Settings) -> tuple[ObjectStore, Index]:
     return store, index
 
 
+def _progress(stack: ExitStack, label: str) -> Callable[[int, int], None]:
+    """A progress callback (done, total) drawing a bar on stderr from its first call."""
+    bar: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = stack.enter_context(click.progressbar(
+                length=total, label=label, file=sys.stderr, show_pos=True))
+            bar["shown"] = 0
+        bar["bar"].update(done - bar["shown"])
+        bar["shown"] = done
+
+    return progress
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -105,17 +121,7 @@ def audit_command(as_json: bool) -> None:
     store, index = _open(settings)
     try:
         with ExitStack() as stack:
-            bar: dict[str, Any] = {}
-
-            def progress(done: int, total: int) -> None:
-                if "bar" not in bar:
-                    bar["bar"] = stack.enter_context(click.progressbar(
-                        length=total, label="objects checked", file=sys.stderr,
-                        show_pos=True))
-                    bar["shown"] = 0
-                bar["bar"].update(done - bar["shown"])
-                bar["shown"] = done
-
+            progress = _progress(stack, "objects checked")
             try:
                 report = audit(store, index, progress=progress, actor=_actor())
             except ArchiveError as e:
@@ -199,17 +205,8 @@ def renew_command(dry_run: bool, margin_days: int | None, as_json: bool) -> None
     margin = None if margin_days is None else timedelta(days=margin_days)
     try:
         with ExitStack() as stack:
-            bar: dict[str, Any] = {}
-
-            def progress(done: int, total: int) -> None:
-                if "bar" not in bar:
-                    bar["bar"] = stack.enter_context(click.progressbar(
-                        length=total, label="records renewed", file=sys.stderr,
-                        show_pos=True))
-                bar["bar"].update(1)
-
             report = hocba.renewals.renew_due(_actor(), margin=margin, dry_run=dry_run,
-                                              progress=progress)
+                                              progress=_progress(stack, "records renewed"))
     except (HocbaError, ArchiveError) as e:
         raise CannotAudit(f"renewal failed: {e}") from e
     finally:
