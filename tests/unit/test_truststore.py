@@ -32,10 +32,10 @@ def test_vietnam_roots_load_and_match_their_fingerprints() -> None:
     assert g3.trusted_at(datetime(2030, 1, 1, tzinfo=UTC))
     assert not g3.trusted_at(datetime(2020, 1, 1, tzinfo=UTC))  # before it existed
     # an ended root stays in the store, trusted only for what its dates cover
-    sha1 = next((a for a in store.anchors if a.trusted_until and a.trusted_until.year < 2020),
-                None)
-    if sha1 is not None:
-        assert not sha1.trusted_at(datetime(2026, 1, 1, tzinfo=UTC))
+    sha1 = next(a for a in store.anchors if a.id == "neac-root-mic-sha1")
+    assert sha1.trusted_until is not None and sha1.trusted_until.year == 2014
+    assert sha1.trusted_at(datetime(2010, 1, 1, tzinfo=UTC))
+    assert not sha1.trusted_at(datetime(2026, 1, 1, tzinfo=UTC))
     # a TSA-only root is not an anchor for signers' certificates
     tsa_only = [a for a in store.anchors if a.purposes == {TIMESTAMPING}]
     assert len(store.for_purpose(SIGNING)) == len(store.anchors) - len(tsa_only)
