@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
-APT_PACKAGES := softhsm2 poppler-utils qpdf fonts-noto-core zbar-tools chromium faketime
+APT_PACKAGES := softhsm2 poppler-utils qpdf fonts-noto-core zbar-tools chromium faketime libbcprov-java libbcpkix-java
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test test-fast lint deps venv clean-dev bench

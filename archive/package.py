@@ -8,8 +8,9 @@ signing service. The zip holds one top-level directory named after the record, t
       data/versions/v<n>.pdf          each archived version of the record (PAdES-B-LTA)
       data/metadata.json              the record, its signatures, versions and chain links
       data/validation-report.json     the validation report of the newest version, today
-      data/evidence/                  evidence records (RFC 4998/6283), when there are any;
-                                      until then a README.txt says there are none
+      data/evidence/v<n>-g<k>.ers     evidence records (RFC 4998, DER) of each version, every
+                                      generation (k: 1 first, then each renewal); before a
+                                      version's batch is built, a README.txt says so
 
 `bagit.make_bag` changes the process's working directory while it runs, which would move
 every other thread of a threaded server with it; so the bag is made in a short child
@@ -39,14 +40,16 @@ from archive.times import rfc3339
 PACKAGE_FORMAT = "hocba-record-package/1"
 BAG_SOFTWARE = f"hocba (bagit.py {bagit.VERSION})"
 NO_EVIDENCE = """\
-No evidence records are in this package.
+No evidence records are in this package yet.
 
-Evidence records (RFC 4998 / RFC 6283 Evidence Record Syntax), which renew the proof of
-existence of the archived versions before their timestamps' algorithms weaken, are not
-produced yet. Each PDF under data/versions/ is PAdES-B-LTA: it carries its signatures,
-the revocation data of every certificate involved and a document timestamp, so it can be
-validated on its own. Packages made once evidence records exist list them here, and
-metadata.json names them under "evidence_records".
+Evidence records (RFC 4998 Evidence Record Syntax) prove that each archived version
+existed since their first archive timestamp, renewed per batch. They are built in
+batches within the archive's maximum wait after archiving; this record's versions were
+not in a built batch when the package was made. Each PDF under data/versions/ is
+PAdES-B-LTA: it carries its signatures, the revocation data of every certificate
+involved and a document timestamp, so it can be validated on its own. A package made
+later holds the evidence records here (v<n>-g<k>.ers), listed in metadata.json under
+"evidence_records".
 """
 
 # Run in the child: make the bag in argv[1] with the bag-info read from stdin (JSON).

@@ -37,6 +37,7 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8080"
     session_ttl_seconds: int = 900
     job_lease_seconds: int = 60
+    evidence_policy: str = ""  # a TOML like policies/crypto/evidence.toml ("": that one)
 
     @property
     def production(self) -> bool:
@@ -64,6 +65,7 @@ _ENV_NAMES = {
     "public_base_url": "HOCBA_PUBLIC_BASE_URL",
     "session_ttl_seconds": "HOCBA_SESSION_TTL_SECONDS",
     "job_lease_seconds": "HOCBA_JOB_LEASE_SECONDS",
+    "evidence_policy": "HOCBA_EVIDENCE_POLICY",
 }
 
 

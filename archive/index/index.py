@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from archive.index import schema as t
 from archive.index.audit import AuditMixin
 from archive.index.base import IndexBase
+from archive.index.evidence import EvidenceMixin
 from archive.index.idempotency import IdempotencyMixin
 from archive.index.jobs import JobsMixin
 from archive.index.objects import ObjectsMixin
@@ -30,6 +31,7 @@ __all__ = ["Index", "RecordCount"]
 
 
 class Index(
+    EvidenceMixin,
     TransfersMixin,
     SignaturesMixin,
     ShareLinksMixin,

@@ -199,3 +199,39 @@ class SigningSessionRow:
     def state(self) -> dict[str, Any]:
         value: dict[str, Any] = json.loads(self.state_json)
         return value
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """One evidence record of an archived object (`generation` 1 first, then renewals)."""
+
+    object_sha256: str
+    generation: int
+    record_id: str
+    evidence_sha256: str
+    size: int
+    batch_id: str
+    algorithm: str
+    valid_until: datetime
+    current: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EvidenceBatchRow:
+    id: str
+    kind: str  # "initial" | "timestamp" | "hash_tree"
+    algorithm: str
+    size: int
+    root: str
+    timestamp_time: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingObject:
+    """An archived object without evidence yet."""
+
+    sha256: str
+    record_id: str
+    archived_at: datetime

@@ -119,6 +119,42 @@ versions = sa.Table(
     sa.Index(None, "sha256"),
 )
 
+# Evidence records (RFC 4998): one row per batch (a hash tree and its timestamp), one
+# per evidence record of an archived object; generation 1 is the first, each renewal
+# adds the next. The record is the newest generation's stored object.
+evidence_batches = sa.Table(
+    "evidence_batches",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("algorithm", sa.String(16), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("root", sa.String(128), nullable=False),
+    sa.Column("timestamp_time", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("kind IN ('initial', 'timestamp', 'hash_tree')", name="kind"),
+)
+
+evidence = sa.Table(
+    "evidence",
+    metadata,
+    sa.Column("object_sha256", SHA256, primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("record_id", sa.String(36), sa.ForeignKey("records.id"), nullable=False),
+    sa.Column("evidence_sha256", SHA256, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("batch_id", sa.String(36), sa.ForeignKey("evidence_batches.id"),
+              nullable=False),
+    sa.Column("algorithm", sa.String(16), nullable=False),
+    # until when its newest archive timestamp can be validated (renew before)
+    sa.Column("valid_until", UTCDateTime, nullable=False),
+    sa.Column("current", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "record_id"),
+    sa.Index(None, "batch_id", "current"),
+    sa.Index(None, "current", "valid_until"),
+)
+
 objects = sa.Table(
     "objects",
     metadata,

@@ -26,6 +26,8 @@ class LazyGroup(click.Group):
                   "Sign many records by one role in one batch (one authorization)."),
         "dev": ("signer.cli.dev:dev", "Provision dev state if needed, then run the "
                 "TSA/OCSP/CRL responder and the service."),
+        "evidence": ("signer.cli.evidence:evidence",
+                     "Check evidence records (RFC 4998) of archived files."),
         "jobs": ("signer.cli.batch:jobs", "Follow long work (batches) on a running hocba."),
         "verify": ("signer.cli.verify:verify", "Verify a signed record: every signature, "
                    "document timestamp and the PAdES level."),

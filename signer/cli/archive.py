@@ -221,3 +221,59 @@ def renew_command(dry_run: bool, margin_days: int | None, as_json: bool) -> None
             click.echo(f"{f['record_id']}\t{f['code']}\t{f['detail']}")
     if report.failed:
         sys.exit(EXIT_PROBLEMS)
+
+
+@archive.command("evidence")
+@click.option("--all", "everything", is_flag=True,
+              help="also build a batch smaller than batch_size before max_wait")
+@click.option("--renew", is_flag=True,
+              help="renew the evidence records that are due instead (one timestamp per "
+                   "batch, or a new hash tree when the hash algorithm weakens)")
+@click.option("--margin-days", type=click.IntRange(min=0), default=None,
+              help="with --renew: renew what stays valid for less than this (default: "
+                   "policies/crypto/renewal.toml)")
+@click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
+def evidence_command(everything: bool, renew: bool, margin_days: int | None,
+                     as_json: bool) -> None:
+    """Build evidence records (RFC 4998) for archived objects that have none: one hash
+    tree and one timestamp per batch (policies/crypto/evidence.toml). Idempotent; after a
+    crash, run it again to finish the rest.
+
+    Exit 0 when everything was done, 1 when a batch failed, 2 when it could not run."""
+    from datetime import timedelta
+
+    from signer.service.core import Hocba
+
+    try:
+        settings = load_settings()
+        _store, index = _open(settings)
+        index.close()
+        hocba = Hocba(settings)
+    except (ConfigError, HocbaError) as e:
+        raise CannotAudit(str(e)) from e
+    try:
+        with ExitStack() as stack:
+            if renew:
+                margin = None if margin_days is None else timedelta(days=margin_days)
+                report = hocba.evidence.renew(
+                    _actor(), margin=margin,
+                    progress=_progress(stack, "evidence records renewed"))
+            else:
+                report = hocba.evidence.build(
+                    _actor(), everything=everything,
+                    progress=_progress(stack, "objects given evidence"))
+    except (HocbaError, ArchiveError) as e:
+        raise CannotAudit(f"evidence failed: {e}") from e
+    finally:
+        hocba.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{report.built} objects given evidence in {report.batches} batches, "
+                   f"{report.renewed} evidence records renewed, {report.timestamp_requests} "
+                   f"TSA requests, {report.waiting} waiting for a fuller batch, "
+                   f"{len(report.failed)} failed")
+        for f in report.failed:
+            click.echo(f"{f.get('batch_id', '-')}\t{f['code']}\t{f['detail']}")
+    if report.failed:
+        sys.exit(EXIT_PROBLEMS)

@@ -15,7 +15,7 @@ class Unusable(click.ClickException):
     exit_code = 2
 
 
-def _trust_anchors(trust: tuple[Path, ...]) -> Any:
+def trust_anchors(trust: tuple[Path, ...]) -> Any:
     from signer.errors import ConfigError
     from signer.truststore import load_trust
 
@@ -63,7 +63,7 @@ def verify(pdf: Path, trust: tuple[Path, ...], offline: bool, as_json: bool) -> 
     from signer.errors import HocbaError
     from signer.pades.validate import verify_pdf
 
-    anchors = _trust_anchors(trust)
+    anchors = trust_anchors(trust)
     try:
         report = run(verify_pdf(pdf.read_bytes(), trust_roots=anchors,
                                         role_by_field=_roles(),

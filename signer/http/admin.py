@@ -1,4 +1,4 @@
-"""Operators: fixity audits of the whole store, and renewals of what is due.
+"""Operators: fixity audits of the whole store, renewals of what is due, evidence records.
 
 `POST /v1/admin/audits` queues a fixity audit (a `fixity_audit` job run by the job
 runner thread); `GET /v1/admin/audits/{job_id}` gives its progress and, once finished,
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from signer.http.auth import require
-from signer.http.common import actor, service
+from signer.http.common import actor, json_body, service
 from signer.http.idempotency import idempotent, request_hash
 
 bp = Blueprint("admin", __name__)
@@ -56,3 +56,31 @@ def start_renewal() -> Response:
 @require("archive:admin")
 def get_renewal(job_id: str) -> dict[str, Any]:
     return service().renewals.status(job_id)
+
+
+@bp.get("/v1/admin/evidence")
+@require("archive:admin")
+def evidence_counts() -> dict[str, Any]:
+    evidence = service().evidence
+    return {**evidence.counts(), "batch_size": evidence.policy.batch_size,
+            "max_wait_minutes": int(evidence.policy.max_wait.total_seconds() // 60),
+            "margin_days": evidence.policy.margin.days}
+
+
+@bp.post("/v1/admin/evidence")
+@require("archive:admin")
+def start_evidence() -> Response:
+    body = json_body() if request.get_data(cache=True).strip() else {}
+    renew, everything = bool(body.get("renew")), bool(body.get("all"))
+
+    def produce() -> tuple[dict[str, Any], int]:
+        job = service().jobs().submit_evidence(actor(), renew=renew, everything=everything)
+        return {"job_id": job.id, "status": job.status, "total": job.total}, 202
+
+    return idempotent(request_hash(), produce)
+
+
+@bp.get("/v1/admin/evidence/<job_id>")
+@require("archive:admin")
+def get_evidence_job(job_id: str) -> dict[str, Any]:
+    return service().evidence.status(job_id)

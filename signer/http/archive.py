@@ -110,6 +110,20 @@ def package(record_id: str) -> Response:
     return resp
 
 
+@bp.get("/v1/archive/records/<record_id>/evidence")
+@require("archive:read", "records:write")
+def evidence(record_id: str) -> Response:
+    svc = service()
+    row = svc.catalog.archived_row(client(), record_id, transferred=True)
+    der, found = svc.evidence.of_newest_version(row)
+    resp = Response(der, mimetype="application/octet-stream")
+    resp.headers["Content-Disposition"] = (
+        f'attachment; filename="{row.id}-{found.object_sha256[:12]}-g{found.generation}.ers"')
+    resp.headers["Digest"] = "sha-256=" + base64.b64encode(
+        bytes.fromhex(found.evidence_sha256)).decode()
+    return resp
+
+
 # -- share links -----------------------------------------------------------------------
 
 

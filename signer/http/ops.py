@@ -50,4 +50,10 @@ def metrics() -> Response:
               "# TYPE hocba_records_renewal gauge"]
     lines += [f'hocba_records_renewal{{state="{k}"}} {v}'
               for k, v in sorted(svc.renewals.counts().items())]
+    lines += ["# HELP hocba_evidence Archived objects by evidence record (RFC 4998) state: "
+              "missing (no evidence yet), ok, due (newest archive timestamp valid for less "
+              "than the margin), overdue (no longer valid).",
+              "# TYPE hocba_evidence gauge"]
+    lines += [f'hocba_evidence{{state="{k}"}} {v}'
+              for k, v in sorted(svc.evidence.counts().items())]
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

@@ -270,6 +270,21 @@ def _spec(trust: TrustStore, *, fetching: bool) -> PdfSignatureValidationSpec:
     )
 
 
+def timestamp_spec(trust: TrustStore, knowledge: LocalKnowledge, *,
+                   fetching: bool) -> SignatureValidationSpec:
+    """The rules document timestamps are validated by (TSA anchors by purpose and date,
+    the dated algorithm policy), with `knowledge` as validation data: for timestamps
+    outside PDFs (evidence records)."""
+    svs = _spec(trust, fetching=fetching).signature_validation_spec
+    ts_policy = svs.ts_cert_validation_policy or svs.cert_validation_policy
+    return replace(svs, cert_validation_policy=ts_policy, local_knowledge=knowledge)
+
+
+def timing_at(validation_time: datetime | None) -> ValidationTimingInfo:
+    """Validation at `validation_time` (a proof of existence), or now."""
+    return _timing(validation_time)
+
+
 def _timing(validation_time: datetime | None) -> ValidationTimingInfo:
     if validation_time is None:
         return ValidationTimingInfo.now(tz=UTC)

@@ -24,6 +24,7 @@ from signer.service.archiving import Archiving
 from signer.service.audits import Audits
 from signer.service.catalog import Catalog
 from signer.service.documents import Documents
+from signer.service.evidence import Evidence, EvidencePolicy
 from signer.service.jobs import JobRunner
 from signer.service.keysigning import KeySigning
 from signer.service.packages import Packages
@@ -82,6 +83,9 @@ class Hocba:
         self.audits = Audits(self.index)
         self.renewals = Renewals(self.index, self.store, self.documents, self.services,
                                  RenewalPolicy.load())
+        self.evidence = Evidence(self.index, self.store, self.documents, self.services,
+                                 EvidencePolicy.load(self.renewals.policy.margin,
+                                                     settings.evidence_policy or None))
         self._jobs: JobRunner | None = None
         self._jobs_lock = threading.Lock()
 
@@ -90,7 +94,7 @@ class Hocba:
         with self._jobs_lock:
             if self._jobs is None:
                 self._jobs = JobRunner(self.index, self.store, self.clients,
-                                       self.key_signing, self.renewals,
+                                       self.key_signing, self.renewals, self.evidence,
                                        lease_seconds=self.settings.job_lease_seconds)
             return self._jobs
 

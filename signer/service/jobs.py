@@ -32,6 +32,7 @@ from signer.clients import Clients
 from signer.errors import HocbaError, NotFound, from_archive
 from signer.keys.csc import CscKey, parse_authorization
 from signer.service.actors import Actor
+from signer.service.evidence import EVIDENCE_JOB, Evidence
 from signer.service.keysigning import KeySigning
 from signer.service.renewals import RENEWAL, Renewals
 from signer.service.signing import Target
@@ -45,7 +46,8 @@ class JobRunner:
     """Claims and runs jobs in a background thread of this process."""
 
     def __init__(self, index: Index, store: ObjectStore, clients: Clients,
-                 key_signing: KeySigning, renewals: Renewals | None = None, *,
+                 key_signing: KeySigning, renewals: Renewals | None = None,
+                 evidence: Evidence | None = None, *,
                  lease_seconds: int = 60,
                  poll_seconds: float = 1.0) -> None:
         self.index = index
@@ -53,6 +55,7 @@ class JobRunner:
         self.clients = clients
         self.key_signing = key_signing
         self.renewals = renewals
+        self.evidence = evidence
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
@@ -89,6 +92,15 @@ class JobRunner:
         if self.renewals is None:
             raise NotFound("renewal is not available in this process", code="job_not_found")
         job = self.renewals.submit(actor.client.tenant, actor.name)
+        self._kick()
+        return job
+
+    def submit_evidence(self, actor: Actor, *, renew: bool, everything: bool) -> JobRow:
+        if self.evidence is None:
+            raise NotFound("evidence records are not available in this process",
+                           code="job_not_found")
+        job = self.evidence.submit(actor.client.tenant, actor.name, renew=renew,
+                                   everything=everything)
         self._kick()
         return job
 
@@ -137,7 +149,8 @@ class JobRunner:
                 return job
         return self.index.claim_job(self.owner, self.lease_seconds,
                                     kinds=(BATCH, BATCH_CSC, FIXITY_AUDIT)
-                                    + ((RENEWAL,) if self.renewals else ()))
+                                    + ((RENEWAL,) if self.renewals else ())
+                                    + ((EVIDENCE_JOB,) if self.evidence else ()))
 
     def run(self, job: JobRow) -> None:
         if job.kind == FIXITY_AUDIT:
@@ -147,6 +160,11 @@ class JobRunner:
         with kept_lease(self.index, job.id, self.owner, self.lease_seconds) as lost:
             if job.kind == RENEWAL and self.renewals is not None:
                 self.renewals.run_job(job, lost.is_set)
+                if not lost.is_set():
+                    self.index.finish_job(job.id)
+                return
+            if job.kind == EVIDENCE_JOB and self.evidence is not None:
+                self.evidence.run_job(job, lost.is_set)
                 if not lost.is_set():
                     self.index.finish_job(job.id)
                 return

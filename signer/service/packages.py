@@ -6,9 +6,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from archive.errors import ArchiveError
 from archive.index import Index
+from archive.index.rows import VersionRow
 from archive.package import EvidenceFile, PackageInput, VersionFile, build_package
 from archive.times import rfc3339
 from signer.errors import from_archive
@@ -41,7 +43,7 @@ class Packages:
                  for v in version_rows]
         newest = max(files, key=lambda f: f.version) if files else None
         report = self.verification.verify(newest.data, public=False) if newest else {}
-        evidence: list[EvidenceFile] = []  # none are produced yet (see archive/package.py)
+        evidence, evidence_listing = self._evidence(row.id, version_rows)
         metadata = {
             "package": {"format": "hocba-record-package/1",
                         "created_at": rfc3339(datetime.now(UTC)), "created_by": actor.name},
@@ -56,7 +58,7 @@ class Packages:
                       "records": self.catalog.chain(actor.client, row)},
             "validation_report": {"file": "data/validation-report.json",
                                   "version": newest.version if newest else None},
-            "evidence_records": [f"data/evidence/{e.name}" for e in evidence],
+            "evidence_records": evidence_listing,
         }
         inp = PackageInput(
             record_id=row.id, school_code=row.school_code, school_name=row.school_name,
@@ -73,3 +75,22 @@ class Packages:
                                  "versions": [f.version for f in files],
                                  "reader_tenant": actor.client.tenant})
         return Package(row.id, data, digest)
+
+    def _evidence(self, record_id: str, version_rows: list[VersionRow]
+                  ) -> tuple[list[EvidenceFile], list[dict[str, Any]]]:
+        """Every evidence record (RFC 4998) of the record's versions, every generation."""
+        versions_of: dict[str, list[int]] = {}
+        for v in version_rows:
+            versions_of.setdefault(v.sha256, []).append(v.version)
+        files: list[EvidenceFile] = []
+        listing: list[dict[str, Any]] = []
+        for e in self.index.evidence_of_record(record_id):
+            for version in versions_of.get(e.object_sha256, []):
+                name = f"v{version}-g{e.generation}.ers"
+                files.append(EvidenceFile(name, self.catalog.archived_bytes(e.evidence_sha256)))
+                listing.append({"file": f"data/evidence/{name}", "version": version,
+                                "generation": e.generation, "current": e.current,
+                                "sha256": e.evidence_sha256, "algorithm": e.algorithm,
+                                "valid_until": rfc3339(e.valid_until),
+                                "created_at": rfc3339(e.created_at)})
+        return files, listing

@@ -1,0 +1,247 @@
+"""Evidence records (RFC 4998): made, renewed and checked against a data object.
+
+What is here is the hash side: which value each archive timestamp must cover, and
+whether it does. Whether each timestamp token is valid (signature, TSA certificate at
+the right time) is the caller's part (signer.service.evidence), as is asking a TSA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto import algos, cms, ocsp, tsp, x509
+
+from archive.evidence.syntax import (
+    ArchiveTimeStamp,
+    ArchiveTimeStampChain,
+    ArchiveTimeStampSequence,
+    EvidenceRecord,
+)
+from archive.evidence.tree import hasher, proves
+
+
+class EvidenceError(ValueError):
+    """An evidence record that is malformed or does not prove what it should."""
+
+
+def _algorithm(name: str) -> algos.DigestAlgorithm:
+    return algos.DigestAlgorithm({"algorithm": name})
+
+
+def _ats(algorithm: str, reduced: Sequence[Sequence[bytes]] | None,
+         token: cms.ContentInfo) -> ArchiveTimeStamp:
+    fields: dict[str, object] = {"digest_algorithm": _algorithm(algorithm),
+                                 "time_stamp": token}
+    if reduced:
+        fields["reduced_hashtree"] = [list(values) for values in reduced]
+    return ArchiveTimeStamp(fields)
+
+
+def tst_info(token: cms.ContentInfo) -> tsp.TSTInfo:
+    content = token["content"]["encap_content_info"]["content"]
+    info: tsp.TSTInfo = content.parsed
+    return info
+
+
+def first_record(algorithm: str, reduced: Sequence[Sequence[bytes]] | None,
+                 token: cms.ContentInfo) -> EvidenceRecord:
+    """The evidence record of an object whose hash `reduced` binds to `token`."""
+    return EvidenceRecord({
+        "version": "v1",
+        "digest_algorithms": [_algorithm(algorithm)],
+        "archive_time_stamp_sequence": [[_ats(algorithm, reduced, token)]],
+    })
+
+
+def parse(der: bytes) -> EvidenceRecord:
+    try:
+        record = EvidenceRecord.load(der, strict=True)
+        record.native  # noqa: B018  (parses every field now)
+    except (ValueError, TypeError, KeyError) as e:
+        raise EvidenceError(f"not a DER EvidenceRecord: {e}") from e
+    if not len(record["archive_time_stamp_sequence"]) or any(
+            not len(chain) for chain in record["archive_time_stamp_sequence"]):
+        raise EvidenceError("evidence record without archive timestamps")
+    return record
+
+
+def chain_algorithm(chain: ArchiveTimeStampChain) -> str:
+    """A chain's hash algorithm: its first ATS's, else its timestamp's imprint's."""
+    first = chain[0]
+    if first["digest_algorithm"].native is not None:
+        return str(first["digest_algorithm"]["algorithm"].native)
+    return str(tst_info(first["time_stamp"])["message_imprint"]["hash_algorithm"]
+               ["algorithm"].native)
+
+
+def last_timestamp(record: EvidenceRecord) -> cms.ContentInfo:
+    token: cms.ContentInfo = record["archive_time_stamp_sequence"][-1][-1]["time_stamp"]
+    return token
+
+
+# -- renewal (RFC 4998 section 5) ------------------------------------------------------
+
+def timestamp_renewal_value(record: EvidenceRecord) -> bytes:
+    """What a timestamp renewal covers: the hash of the last ATS's timeStamp (5.2)."""
+    chain = record["archive_time_stamp_sequence"][-1]
+    return hasher(chain_algorithm(chain))(chain[-1]["time_stamp"].dump())
+
+
+def renew_timestamp(record: EvidenceRecord, reduced: Sequence[Sequence[bytes]] | None,
+                    token: cms.ContentInfo) -> EvidenceRecord:
+    """`record` with a new ATS at the end of its last chain (timestamp renewal)."""
+    chains = [list(chain) for chain in record["archive_time_stamp_sequence"]]
+    chains[-1].append(_ats(chain_algorithm(record["archive_time_stamp_sequence"][-1]),
+                           reduced, token))
+    return _with_chains(record, chains, None)
+
+
+def hash_renewal_value(record: EvidenceRecord, data_hash: bytes, algorithm: str) -> bytes:
+    """What a hash-tree renewal covers for one object: H(h(d) + H(atsc)), with `data_hash`
+    = h(d) under the new algorithm and atsc the DER of every chain so far (5.3)."""
+    h = hasher(algorithm)
+    return h(data_hash + h(record["archive_time_stamp_sequence"].dump()))
+
+
+def renew_hash_tree(record: EvidenceRecord, algorithm: str,
+                    reduced: Sequence[Sequence[bytes]] | None,
+                    token: cms.ContentInfo) -> EvidenceRecord:
+    """`record` with a new chain under `algorithm` (hash-tree renewal)."""
+    chains = [list(chain) for chain in record["archive_time_stamp_sequence"]]
+    chains.append([_ats(algorithm, reduced, token)])
+    return _with_chains(record, chains, algorithm)
+
+
+def _with_chains(record: EvidenceRecord, chains: list[list[ArchiveTimeStamp]],
+                 new_algorithm: str | None) -> EvidenceRecord:
+    algorithms = [a["algorithm"].native for a in record["digest_algorithms"]]
+    if new_algorithm is not None and new_algorithm not in algorithms:
+        algorithms.append(new_algorithm)
+    fields: dict[str, object] = {
+        "version": "v1",
+        "digest_algorithms": [_algorithm(a) for a in algorithms],
+        "archive_time_stamp_sequence": ArchiveTimeStampSequence(
+            [ArchiveTimeStampChain(chain) for chain in chains]),
+    }
+    if record["crypto_infos"].native is not None:
+        fields["crypto_infos"] = record["crypto_infos"]
+    return EvidenceRecord(fields)
+
+
+def with_validation_data(token: cms.ContentInfo, certs: Sequence[x509.Certificate],
+                         crls: Sequence[bytes], ocsps: Sequence[bytes]) -> cms.ContentInfo:
+    """`token` with certificates and revocation data added to its SignedData's unsigned
+    `certificates` and `crls` (RFC 4998 section 5.2 allows either this or cryptoInfos).
+    The signature does not cover these fields; what is there already stays."""
+    signed = token["content"]
+    have_certs = {c.chosen.dump() for c in signed["certificates"]} \
+        if signed["certificates"].native is not None else set()
+    have_rev = {r.chosen.dump() for r in signed["crls"]} \
+        if signed["crls"].native is not None else set()
+    new_certs = [cms.CertificateChoices({"certificate": c}) for c in certs
+                 if c.dump() not in have_certs]
+    new_rev = [cms.RevocationInfoChoice({"crl": cms.CertificateList.load(c)})
+               for c in crls if c not in have_rev]
+    for raw in ocsps:
+        other = cms.RevocationInfoChoice({"other": cms.OtherRevocationInfoFormat({
+            "other_rev_info_format": "ocsp_response",
+            "other_rev_info": ocsp.OCSPResponse.load(raw)})})
+        if other.chosen.dump() not in have_rev:
+            new_rev.append(other)
+    if not new_certs and not new_rev:
+        return token
+    fields = {name: signed[name] for name in
+              ("version", "digest_algorithms", "encap_content_info", "signer_infos")}
+    fields["certificates"] = [*(signed["certificates"] if signed["certificates"].native
+                                is not None else []), *new_certs]
+    if signed["crls"].native is not None or new_rev:
+        fields["crls"] = [*(signed["crls"] if signed["crls"].native is not None else []),
+                          *new_rev]
+    return cms.ContentInfo({"content_type": "signed_data",
+                            "content": cms.SignedData(fields)})
+
+
+def replace_last_timestamp(record: EvidenceRecord, token: cms.ContentInfo
+                           ) -> EvidenceRecord:
+    """`record` with its last ATS's timeStamp replaced by `token` (the same token with
+    validation data added, before the renewal that will cover it)."""
+    chains = [list(chain) for chain in record["archive_time_stamp_sequence"]]
+    last = chains[-1][-1]
+    fields = {name: last[name] for name in ("digest_algorithm", "attributes",
+                                            "reduced_hashtree")
+              if last[name].native is not None}
+    chains[-1][-1] = ArchiveTimeStamp({**fields, "time_stamp": token})
+    return _with_chains(record, chains, None)
+
+
+# -- checking --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProvenTimestamp:
+    """One archive timestamp of a record, in order: its token and what it proves."""
+
+    chain: int
+    position: int
+    algorithm: str
+    token: cms.ContentInfo
+    gen_time: datetime
+
+
+def check_hashes(record: EvidenceRecord, data: bytes | dict[str, bytes]
+                 ) -> list[ProvenTimestamp]:
+    """Every archive timestamp of `record`, in order, after checking that together they
+    cover `data` (RFC 4998 section 5.3): bytes, or the object's hash per algorithm name.
+    EvidenceError says which step fails."""
+    try:
+        return _check_hashes(record, data)
+    except EvidenceError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise EvidenceError(f"malformed evidence record: {e}") from e
+
+
+def _check_hashes(record: EvidenceRecord, data: bytes | dict[str, bytes]
+                  ) -> list[ProvenTimestamp]:
+    digests = data if isinstance(data, dict) else {}
+
+    def data_hash(algorithm: str) -> bytes:
+        if algorithm not in digests:
+            if isinstance(data, dict):
+                raise EvidenceError(f"no {algorithm} hash of the object to check")
+            digests[algorithm] = hasher(algorithm)(data)
+        return digests[algorithm]
+
+    proven: list[ProvenTimestamp] = []
+    chains = record["archive_time_stamp_sequence"]
+    for c, chain in enumerate(chains):
+        algorithm = chain_algorithm(chain)
+        h = hasher(algorithm)
+        if c == 0:
+            expected = data_hash(algorithm)
+        else:
+            previous = ArchiveTimeStampSequence(list(chains)[:c])
+            expected = h(data_hash(algorithm) + h(previous.dump()))
+        for p, ats in enumerate(chain):
+            own = ats["digest_algorithm"]
+            if own.native is not None and own["algorithm"].native != algorithm:
+                raise EvidenceError(f"chain {c}: archive timestamp {p} changes the hash "
+                                    "algorithm within a chain")
+            info = tst_info(ats["time_stamp"])
+            imprint = info["message_imprint"]
+            if imprint["hash_algorithm"]["algorithm"].native != algorithm:
+                raise EvidenceError(f"chain {c}, timestamp {p}: its imprint is not "
+                                    f"{algorithm}")
+            reduced = [list(v.native) for v in ats["reduced_hashtree"]] \
+                if ats["reduced_hashtree"].native is not None else None
+            if not proves(reduced, expected, imprint["hashed_message"].native, h):
+                what = "the object" if p == 0 else "the previous archive timestamp"
+                raise EvidenceError(f"chain {c}, timestamp {p} does not cover {what}")
+            gen_time = info["gen_time"].native
+            if proven and gen_time < proven[-1].gen_time:
+                raise EvidenceError(f"chain {c}, timestamp {p} is older than the one "
+                                    "it renews")
+            proven.append(ProvenTimestamp(c, p, algorithm, ats["time_stamp"], gen_time))
+            expected = h(ats["time_stamp"].dump())
+    return proven
