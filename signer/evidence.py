@@ -10,7 +10,7 @@ A valid record proves that the file existed at the first archive timestamp's tim
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +21,8 @@ from pyhanko.sign.validation.policy_decl import LocalKnowledge
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from archive.evidence import EvidenceError, ProvenTimestamp, check_hashes, parse
-from signer.pades.report import indication_of
-from signer.pades.validate import timestamp_spec, timing_at
+from signer.pades.report import VerificationReport, indication_of
+from signer.pades.validate import timestamp_spec, timing_at, verify_pdf
 from signer.truststore import TrustInput, as_trust_store
 
 log = logging.getLogger("hocba.evidence")
@@ -149,3 +149,32 @@ async def _validate(p: ProvenTimestamp, knowledge: LocalKnowledge, trust: Any,
             getattr(e, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE)
     return ArchiveTimestampReport(p.chain, p.position, p.gen_time, p.algorithm,
                                   _tsa_name(p.token), at, indication, sub)
+
+
+async def verify_pdf_with_evidence(data: bytes, evidence: bytes, *, trust_roots: TrustInput,
+                                   role_by_field: dict[str, str] | None = None,
+                                   allow_fetching: bool = True) -> VerificationReport:
+    """`verify_pdf`, with an evidence record of the file as proof of existence: when the
+    file is not TOTAL_PASSED today (say its newest document timestamp lapsed) but the
+    evidence record is valid today and proves the file existed at T, the file is
+    validated as of T from its own validation data; if that passes, so does the report,
+    with `proven_by` "evidence_record" (ETSI EN 319 102-1 accepts evidence records as
+    proof of existence; pyHanko cannot read them, so this is hocba's step)."""
+    trust = as_trust_store(trust_roots)
+    report = await verify_pdf(data, trust_roots=trust, role_by_field=role_by_field,
+                              allow_fetching=allow_fetching)
+    proof = await verify_evidence(data, evidence, trust, online=allow_fetching)
+    summary = proof.as_dict()
+    if report.passed or not proof.valid or proof.existed_at is None:
+        return replace(report, evidence=summary)
+    then = await verify_pdf(data, trust_roots=trust, role_by_field=role_by_field,
+                            validation_time=proof.existed_at, allow_fetching=False)
+    if not then.passed:
+        return replace(report, evidence=summary)
+    return replace(
+        then, fetched=report.fetched, valid_as_of=None, proven_by="evidence_record",
+        evidence=summary, timestamp_valid_until=report.timestamp_valid_until,
+        explanation=(f"proven through its evidence record: the file existed at "
+                     f"{proof.existed_at:%Y-%m-%d %H:%M} UTC, when its signatures and "
+                     "timestamps were valid; the evidence record's archive timestamps are "
+                     "valid today" + (f" (the file alone: {report.indication})")))

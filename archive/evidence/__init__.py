@@ -2,14 +2,17 @@
 batch, a small proof per object, renewed for ever."""
 
 from archive.evidence.records import (
+    BatchEncoder,
     EvidenceError,
     ProvenTimestamp,
+    appended_timestamp,
     check_hashes,
     first_record,
     hash_renewal_value,
     parse,
     renew_hash_tree,
     renew_timestamp,
+    renewal_ats,
     replace_last_timestamp,
     timestamp_renewal_value,
     tst_info,
@@ -19,8 +22,22 @@ from archive.evidence.syntax import EvidenceRecord
 from archive.evidence.tree import HashTree, hasher
 
 __all__ = [
-    "EvidenceError", "EvidenceRecord", "HashTree", "ProvenTimestamp", "check_hashes",
-    "first_record", "hash_renewal_value", "hasher", "parse", "renew_hash_tree",
-    "renew_timestamp", "replace_last_timestamp", "timestamp_renewal_value", "tst_info",
+    "BatchEncoder",
+    "EvidenceError",
+    "EvidenceRecord",
+    "HashTree",
+    "ProvenTimestamp",
+    "appended_timestamp",
+    "check_hashes",
+    "first_record",
+    "hash_renewal_value",
+    "hasher",
+    "parse",
+    "renew_hash_tree",
+    "renew_timestamp",
+    "renewal_ats",
+    "replace_last_timestamp",
+    "timestamp_renewal_value",
+    "tst_info",
     "with_validation_data",
 ]

@@ -2,9 +2,9 @@
 
 asn1crypto.tsp (1.5.1) defines ERS for RFC 5544 but gets one level wrong:
 `ArchiveTimeStampSequence` is a SEQUENCE OF `ArchiveTimeStampChain` (itself a SEQUENCE OF
-`ArchiveTimeStamp`), not a SEQUENCE OF `ArchiveTimeStamp`; CryptoInfos is a SEQUENCE OF,
-not a SET OF. The classes below reuse asn1crypto's `ArchiveTimeStamp` and
-`PartialHashtree` and correct those two (docs/upstream/asn1crypto-ers.md).
+`ArchiveTimeStamp`), not a SEQUENCE OF `ArchiveTimeStamp`, so it parses no RFC 4998
+record. The classes below reuse asn1crypto's `ArchiveTimeStamp` and `PartialHashtree`
+and add the missing level (docs/upstream/asn1crypto-ers.md).
 """
 
 from __future__ import annotations

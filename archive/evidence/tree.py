@@ -6,7 +6,7 @@ ascending order; a node left without a sibling moves up unchanged. Reduced trees
 [[h, sibling], [next sibling], ...]: the first list holds the object's hash and its first
 sibling, every later list one sibling. That shape is read the same way by RFC 4998
 section 4.3 and by Bouncy Castle 1.72, which differ for other shapes
-(docs/evidence-records.md). One hash alone has no reduced tree: the timestamp covers it
+(docs/evidence-bouncycastle.md). One hash alone has no reduced tree: the timestamp covers it
 directly.
 """
 
@@ -63,20 +63,24 @@ class HashTree:
     def __len__(self) -> int:
         return len(self.levels[0])
 
+    def siblings(self, index: int) -> list[tuple[int, int]]:
+        """(level, position) of each sibling on leaf `index`'s way to the root."""
+        found = []
+        j = index
+        for depth, level in enumerate(self.levels[:-1]):
+            if (j ^ 1) < len(level):
+                found.append((depth, j ^ 1))
+            j //= 2
+        return found
+
     def reduced(self, index: int) -> list[list[bytes]] | None:
         """The reduced hash tree of leaf `index`; None for a one-leaf tree."""
-        leaf = self.levels[0][index]
-        lists: list[list[bytes]] = []
-        j = index
-        for level in self.levels[:-1]:
-            sibling = j ^ 1
-            if sibling < len(level):
-                if lists:
-                    lists.append([level[sibling]])
-                else:
-                    lists.append([leaf, level[sibling]])
-            j //= 2
-        return lists or None
+        found = self.siblings(index)
+        if not found:
+            return None
+        lists = [[self.levels[d][j]] for d, j in found]
+        lists[0].insert(0, self.levels[0][index])
+        return lists
 
 
 def root_of(reduced: Sequence[Sequence[bytes]], h: Hasher) -> bytes:

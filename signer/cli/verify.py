@@ -55,8 +55,12 @@ def _roles() -> dict[str, str]:
                    "HOCBA_CLIENTS_FILE.")
 @click.option("--offline", is_flag=True,
               help="Only the validation data in the file (no OCSP/CRL fetching).")
+@click.option("--evidence", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An evidence record (RFC 4998, DER) of the file, used as proof of "
+                   "existence when the file alone no longer proves it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(pdf: Path, trust: tuple[Path, ...], offline: bool, as_json: bool) -> None:
+def verify(pdf: Path, trust: tuple[Path, ...], offline: bool, evidence: Path | None,
+           as_json: bool) -> None:
     """Verify a signed record: every signature, document timestamp and the PAdES level.
     Exit status 0 when TOTAL_PASSED, 1 when not, 2 for unusable input."""
     from signer.aio import run
@@ -65,9 +69,15 @@ def verify(pdf: Path, trust: tuple[Path, ...], offline: bool, as_json: bool) -> 
 
     anchors = trust_anchors(trust)
     try:
-        report = run(verify_pdf(pdf.read_bytes(), trust_roots=anchors,
-                                        role_by_field=_roles(),
-                                        allow_fetching=not offline))
+        if evidence is not None:
+            from signer.evidence import verify_pdf_with_evidence
+
+            report = run(verify_pdf_with_evidence(
+                pdf.read_bytes(), evidence.read_bytes(), trust_roots=anchors,
+                role_by_field=_roles(), allow_fetching=not offline))
+        else:
+            report = run(verify_pdf(pdf.read_bytes(), trust_roots=anchors,
+                                    role_by_field=_roles(), allow_fetching=not offline))
     except HocbaError as e:
         raise Unusable(f"{pdf}: {e.detail}") from e
     doc = report.as_dict()
@@ -91,6 +101,11 @@ def _print(pdf: Path, doc: dict[str, Any]) -> None:
         click.echo(f"  {'timestamp':<10} {t['time']}  {state}  {t['tsa']}")
     if doc["explanation"]:
         click.echo(f"  {doc['explanation']}")
+    if doc.get("evidence"):
+        ev = doc["evidence"]
+        click.echo(f"  evidence record: {'valid' if ev['valid'] else 'NOT valid'}"
+                   + (f", the file existed at {ev['existed_at']}" if ev["existed_at"] else "")
+                   + (f" ({ev['problem']})" if ev["problem"] else ""))
     if doc["timestamp_valid_until"]:
         click.echo(f"  newest timestamp valid until {doc['timestamp_valid_until']} "
                    "(renew before then)")

@@ -155,6 +155,11 @@ class VerificationReport:
     """Not passed now, but the file alone proves the record as of this time."""
     explanation: str | None = None
     """Why the record is not TOTAL_PASSED, and what would fix it."""
+    proven_by: str | None = None
+    """"evidence_record" when the verdict rests on an evidence record (RFC 4998) as
+    proof of existence: the file validated as of the time it proves."""
+    evidence: dict[str, Any] | None = None
+    """The evidence record's own report, when one was given."""
 
     @property
     def passed(self) -> bool:
@@ -174,6 +179,8 @@ class VerificationReport:
             "timestamp_valid_until": rfc3339_or_none(self.timestamp_valid_until),
             "valid_as_of": rfc3339_or_none(self.valid_as_of),
             "explanation": self.explanation,
+            "proven_by": self.proven_by,
+            "evidence": self.evidence,
         }
 
 

@@ -86,6 +86,7 @@ class Hocba:
         self.evidence = Evidence(self.index, self.store, self.documents, self.services,
                                  EvidencePolicy.load(self.renewals.policy.margin,
                                                      settings.evidence_policy or None))
+        self.verification.evidence_of = self.evidence.current_der
         self._jobs: JobRunner | None = None
         self._jobs_lock = threading.Lock()
 

@@ -33,13 +33,14 @@ from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
 from archive.errors import ArchiveError
 from archive.evidence import (
+    BatchEncoder,
     EvidenceError,
     HashTree,
-    first_record,
+    appended_timestamp,
     hash_renewal_value,
     parse,
     renew_hash_tree,
-    renew_timestamp,
+    renewal_ats,
     replace_last_timestamp,
     timestamp_renewal_value,
     tst_info,
@@ -164,10 +165,9 @@ class Evidence:
         batch = EvidenceBatchRow(str(uuid.uuid4()), "initial", algorithm, len(tree),
                                  tree.root.hex(), tst_info(token)["gen_time"].native,
                                  datetime.now(UTC))
-        items = []
-        for i, p in enumerate(pending):
-            record = first_record(algorithm, tree.reduced(i), token)
-            items.append(NewEvidence(p.sha256, p.record_id, self._put(record.dump()), 1))
+        encoder = BatchEncoder(algorithm, token)
+        items = [NewEvidence(p.sha256, p.record_id, self._put(der), 1)
+                 for p, der in zip(pending, encoder.records(tree), strict=True)]
         return self._index(batch, items, valid_until, actor)
 
     def _object_hash(self, sha256: str, algorithm: str) -> bytes:
@@ -229,14 +229,14 @@ class Evidence:
             raise HocbaError("evidence records of one batch differ in their newest "
                              "archive timestamp", code="evidence_inconsistent", status=409)
         enriched = self._with_validation_data(old)
-        records = [replace_last_timestamp(r, enriched) for r in records]
-        value = timestamp_renewal_value(records[0])
+        value = timestamp_renewal_value(replace_last_timestamp(records[0], enriched))
         algorithm = members[0].algorithm
         token, valid_until = self._timestamp(value, algorithm)
         batch = EvidenceBatchRow(str(uuid.uuid4()), "timestamp", algorithm, 1, value.hex(),
                                  tst_info(token)["gen_time"].native, datetime.now(UTC))
+        new_ats = renewal_ats(algorithm, token)
         items = [NewEvidence(m.object_sha256, m.record_id,
-                             self._put(renew_timestamp(r, None, token).dump()),
+                             self._put(appended_timestamp(r, enriched, new_ats)),
                              m.generation + 1)
                  for m, r in zip(members, records, strict=True)]
         return self._index(batch, items, valid_until, actor)
@@ -274,6 +274,7 @@ class Evidence:
             raise DependencyError(f"evidence: the TSA did not answer: {e}",
                                   code="tsa_unavailable") from e
         token = self._with_validation_data(token)
+        token = cms.ContentInfo.load(token.dump())  # encoded once, reused as it is
         cert = _tsa_certificate(token)
         ends = [cert.not_valid_after]
         weakens = self.algorithms.weakens_before(cert)
@@ -295,8 +296,9 @@ class Evidence:
             raise HocbaError(f"evidence: the TSA certificate does not validate now: {e}",
                              code="tsa_untrusted", status=409) from e
         context = self.services.revinfo_context([cache_key(cert)])
-        return with_validation_data(token, list(path), [c.dump() for c in context.crls],
-                                    [o.dump() for o in context.ocsps])
+        enriched = with_validation_data(token, list(path), [c.dump() for c in context.crls],
+                                        [o.dump() for o in context.ocsps])
+        return cms.ContentInfo.load(enriched.dump())
 
     def _record(self, row: EvidenceRow) -> Any:
         try:

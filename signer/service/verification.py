@@ -15,6 +15,7 @@ from archive.times import rfc3339
 from archive.verification import verify_url
 from signer.aio import run
 from signer.errors import DependencyError, HocbaError
+from signer.evidence import verify_pdf_with_evidence
 from signer.pades.context import SigningServices
 from signer.pades.validate import verify_pdf
 from signer.service.archiving import Archiving
@@ -30,6 +31,8 @@ class Verification:
         self.services = services
         self.role_by_field = role_by_field
         self.public_base_url = public_base_url.rstrip("/")
+        # the current evidence record (RFC 4998) of an archived object, by its SHA-256
+        self.evidence_of: Callable[[str], bytes | None] = lambda _sha256: None
 
     def verify(self, pdf: bytes, *, public: bool = True, allow_fetching: bool = True
                ) -> dict[str, Any]:
@@ -43,10 +46,18 @@ class Verification:
                         allow_fetching: bool = True) -> tuple[dict[str, Any], RecordRow | None]:
         """`verify`'s report and the record the file is an archived version of (or None):
         for pages that show the record's school without naming the record."""
-        report = run(verify_pdf(pdf, trust_roots=self.services.trust,
-                                role_by_field=self.role_by_field,
-                                allow_fetching=allow_fetching)).as_dict(public=public)
-        version = self.index.find_version_by_sha256(hashlib.sha256(pdf).hexdigest())
+        sha256 = hashlib.sha256(pdf).hexdigest()
+        version = self.index.find_version_by_sha256(sha256)
+        evidence = self.evidence_of(sha256) if version is not None else None
+        if evidence is not None:
+            found = run(verify_pdf_with_evidence(
+                pdf, evidence, trust_roots=self.services.trust,
+                role_by_field=self.role_by_field, allow_fetching=allow_fetching))
+        else:
+            found = run(verify_pdf(pdf, trust_roots=self.services.trust,
+                                   role_by_field=self.role_by_field,
+                                   allow_fetching=allow_fetching))
+        report = found.as_dict(public=public)
         record = self.index.get_record(version.record_id) if version else None
         if version is None:
             report["archived"] = None

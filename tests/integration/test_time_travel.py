@@ -309,3 +309,77 @@ def test_story_2026_to_2076(archive: Archive, test_state: Path, own_port: int) -
         # and the signatures get no proof of existence. Both tools refuse alike.
         pytest.xfail("2076: the newest version is not provable once the original "
                      "issuing CAs have expired:\n" + "\n\n".join(problems.unmet))
+
+
+@pytest.mark.slow
+@pytest.mark.tools
+def test_evidence_story_2026_to_2076(service_env: dict[str, str], api_keys: dict[str, str],
+                                     samples: dict[str, bytes], test_state: Path,
+                                     own_port: int,
+                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A record whose PDF is never renewed, but whose evidence record (RFC 4998) is
+    renewed in 2033, 2043, 2053 and 2063, is proven in 2076 through its evidence."""
+    from tests.integration.bcers import bc_check
+
+    base = tmp_path_factory.mktemp("evidence-story")
+    env = {**service_env, "HOCBA_STORE": str(base / "store"),
+           "HOCBA_INDEX_URL": f"sqlite:///{base / 'index.sqlite3'}"}
+    now = datetime.now(UTC)
+    with responder_at(test_state, own_port, now):
+        app = make_app(service_env, base)
+        try:
+            http = app.test_client()
+            key = api_keys["school-1"]
+            record = create_archived(http, key, samples[SMALLEST], metadata(SMALLEST))
+            pdf = base / "v1.pdf"
+            pdf.write_bytes(http.get(f"/v1/archive/records/{record['id']}/versions/1/"
+                                     "document", headers=auth(key)).get_data())
+        finally:
+            app.extensions["hocba"].close()
+        built = hocba_at(now, "archive", "evidence", "--all", "--json", env=env)
+        assert built.returncode == 0, built.text()
+        assert json.loads(built.stdout)["built"] == 1
+
+    for date in ("2033-06-01", "2043-06-01", "2053-06-01", "2063-06-01"):
+        when = at(f"{date}T00:00:00")
+        with responder_at(test_state, own_port, when):
+            done = hocba_at(when, "archive", "evidence", "--renew", "--json", env=env)
+            assert done.returncode == 0, done.text()
+            summary = json.loads(done.stdout)
+            assert (summary["renewed"], summary["timestamp_requests"],
+                    summary["failed"]) == (1, 1, []), (date, summary)
+
+    app = make_app(service_env, base)
+    try:
+        http = app.test_client()
+        got = http.get(f"/v1/archive/records/{record['id']}/evidence",
+                       headers=auth(api_keys["school-1"]))
+        assert got.status_code == 200, got.get_data(as_text=True)
+    finally:
+        app.extensions["hocba"].close()
+    ers = base / "v1.ers"
+    ers.write_bytes(got.get_data())
+    bc = bc_check(ers, pdf)
+    assert bc["valid"] and len(bc["timestamps"]) == 5, bc
+
+    when = at("2076-06-01T00:00:00")
+    store = test_state / "trust.toml"
+    roots = [test_state / "pki" / "root.pem", test_state / "pki" / "root-g2.pem"]
+    with responder_at(test_state, own_port, when):
+        proof = hocba_at(when, "evidence", "verify", "--json", "--trust", str(store),
+                         str(pdf), str(ers))
+        assert proof.returncode == 0, proof.text()
+        assert json.loads(proof.stdout)["existed_at"].startswith(f"{now:%Y-%m-%d}")
+        alone, pyhanko = hocba_and_pyhanko(when, pdf, [store], roots, True)
+        assert not alone.passed and not pyhanko.passed, explain("2076 v1 alone", alone,
+                                                                 pyhanko)
+        through = hocba_verify_at(when, pdf, [store], True, evidence=ers)
+        assert through.passed, through.run.text()
+        assert through.report is not None
+        assert through.report["proven_by"] == "evidence_record", through.run.text()
+        assert "evidence record" in str(through.report["explanation"])
+    # offline in 2076: the newest archive timestamp's revocation data is from 2063
+    offline = hocba_verify_at(when, pdf, [store], False, evidence=ers)
+    assert not offline.passed, offline.run.text()  # as for a PDF: stale data, not a pass
+    print("2076 offline through evidence:", offline.indication,
+          (offline.report or {}).get("evidence"))

@@ -116,11 +116,13 @@ class HocbaVerdict:
         return str(self.report.get("indication"))
 
 
-def hocba_verify_at(when: datetime, pdf: Path, trust: Sequence[Path], online: bool
-                    ) -> HocbaVerdict:
+def hocba_verify_at(when: datetime, pdf: Path, trust: Sequence[Path], online: bool,
+                    evidence: Path | None = None) -> HocbaVerdict:
     args = ["verify", "--json", *(a for t in trust for a in ("--trust", str(t)))]
     if not online:
         args.append("--offline")
+    if evidence is not None:
+        args += ["--evidence", str(evidence)]
     done = hocba_at(when, *args, str(pdf))
     try:
         report: dict[str, Any] | None = json.loads(done.stdout)
