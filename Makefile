@@ -6,7 +6,7 @@ PORT   ?= 8080
 APT_PACKAGES := softhsm2 poppler-utils qpdf fonts-noto-core zbar-tools chromium faketime libbcprov-java libbcpkix-java
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast lint deps venv clean-dev bench
+.PHONY: run test test-fast lint deps venv clean-dev bench bench-evidence
 
 run: deps venv ## provision dev state on first run, start TSA/OCSP/CRL + service on 127.0.0.1:$(PORT)
 	PORT=$(PORT) $(BIN)/hocba dev
@@ -42,6 +42,9 @@ $(VENV)/.installed: pyproject.toml
 
 bench: deps venv
 	$(BIN)/python -m bench
+
+bench-evidence: deps venv ## evidence records (RFC 4998) for a million objects: bench/README.md
+	$(BIN)/python -m bench.evidence
 
 clean-dev: ## forget dev state (keys, tokens, store, index) — dev only
 	rm -rf var/dev var/test var/store var/index.sqlite3

@@ -150,10 +150,13 @@ def renewal_ats(algorithm: str, token: cms.ContentInfo) -> bytes:
     return bytes(_ats(algorithm, None, token).dump())
 
 
-def parse(der: bytes) -> EvidenceRecord:
+def parse(der: bytes, *, lazy: bool = False) -> EvidenceRecord:
+    """An evidence record from DER, every field parsed now (EvidenceError if it does not
+    parse); `lazy`: only its outer structure (for records this archive wrote)."""
     try:
         record = EvidenceRecord.load(der, strict=True)
-        record.native  # noqa: B018  (parses every field now)
+        if not lazy:
+            record.native  # noqa: B018  (parses every field now)
     except (ValueError, TypeError, KeyError) as e:
         raise EvidenceError(f"not a DER EvidenceRecord: {e}") from e
     if not len(record["archive_time_stamp_sequence"]) or any(

@@ -161,7 +161,7 @@ class Evidence:
         algorithm = self.policy.hash_algorithm
         leaves = [self._object_hash(p.sha256, algorithm) for p in pending]
         tree = HashTree(leaves, algorithm)
-        token, valid_until = self._timestamp(tree.root, algorithm)
+        token, valid_until = self.timestamp(tree.root, algorithm)
         batch = EvidenceBatchRow(str(uuid.uuid4()), "initial", algorithm, len(tree),
                                  tree.root.hex(), tst_info(token)["gen_time"].native,
                                  datetime.now(UTC))
@@ -231,7 +231,7 @@ class Evidence:
         enriched = self._with_validation_data(old)
         value = timestamp_renewal_value(replace_last_timestamp(records[0], enriched))
         algorithm = members[0].algorithm
-        token, valid_until = self._timestamp(value, algorithm)
+        token, valid_until = self.timestamp(value, algorithm)
         batch = EvidenceBatchRow(str(uuid.uuid4()), "timestamp", algorithm, 1, value.hex(),
                                  tst_info(token)["gen_time"].native, datetime.now(UTC))
         new_ats = renewal_ats(algorithm, token)
@@ -252,7 +252,7 @@ class Evidence:
         leaves = [hash_renewal_value(r, self._object_hash(m.object_sha256, algorithm),
                                      algorithm) for m, r in zip(members, records, strict=True)]
         tree = HashTree(leaves, algorithm)
-        token, valid_until = self._timestamp(tree.root, algorithm)
+        token, valid_until = self.timestamp(tree.root, algorithm)
         batch = EvidenceBatchRow(str(uuid.uuid4()), "hash_tree", algorithm, len(tree),
                                  tree.root.hex(), tst_info(token)["gen_time"].native,
                                  datetime.now(UTC))
@@ -265,7 +265,7 @@ class Evidence:
 
     # -- shared steps ----------------------------------------------------------------------
 
-    def _timestamp(self, digest: bytes, algorithm: str) -> tuple[cms.ContentInfo, datetime]:
+    def timestamp(self, digest: bytes, algorithm: str) -> tuple[cms.ContentInfo, datetime]:
         """A token over `digest` from the signing TSA, with its chain's validation data
         (fetched now), and until when it can be validated."""
         try:
@@ -302,7 +302,7 @@ class Evidence:
 
     def _record(self, row: EvidenceRow) -> Any:
         try:
-            return parse(self.store.get(row.evidence_sha256, Area.ARCHIVE))
+            return parse(self.store.get(row.evidence_sha256, Area.ARCHIVE), lazy=True)
         except ArchiveError as e:
             raise from_archive(e, f"evidence record {row.evidence_sha256}: {e}",
                                default_code="store_error") from e
