@@ -17,6 +17,8 @@ from archive.index.audit import AuditMixin
 from archive.index.chain import canonical_json
 from archive.index.rows import JOB_FINISHED, JOB_QUEUED, JOB_RUNNING, JobRow
 
+JOBS_LOCK_KEY = 0x686F6A62  # PostgreSQL advisory lock: scheduling a job kind once
+
 
 def _job(row: sa.Row[Any]) -> JobRow:
     return JobRow(**row._mapping)
@@ -40,27 +42,47 @@ class JobsMixin(AuditMixin):
         """A queued job of `total` items; `params` is what a worker needs to run it."""
         if total < 0:
             raise ValueError("a job's total cannot be negative")
-        job_id = job_id or str(uuid.uuid4())
-        now = self._now()
         with self._write() as conn:
-            conn.execute(
-                t.jobs.insert().values(
-                    id=job_id,
-                    tenant=tenant,
-                    kind=kind,
-                    status=JOB_QUEUED,
-                    total=total,
-                    done=0,
-                    failed_json="[]",
-                    params_json=canonical_json(params),
-                    created_at=now,
-                    updated_at=now,
-                    finished_at=None,
-                )
+            return self._insert_job(conn, tenant, kind, total, params, actor,
+                                    job_id or str(uuid.uuid4()))
+
+    def create_job_unless_active(self, *, tenant: str, kind: str, total: int,
+                                 params: Mapping[str, Any], actor: str) -> JobRow | None:
+        """`create_job`, unless a job of `kind` is queued or running (None then): of
+        several workers scheduling the same work at once, one queues it."""
+        if total < 0:
+            raise ValueError("a job's total cannot be negative")
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(JOBS_LOCK_KEY)))
+            active = conn.scalar(sa.select(sa.func.count()).select_from(t.jobs).where(
+                t.jobs.c.kind == kind, t.jobs.c.status.in_([JOB_QUEUED, JOB_RUNNING])))
+            if active:
+                return None
+            return self._insert_job(conn, tenant, kind, total, params, actor,
+                                    str(uuid.uuid4()))
+
+    def _insert_job(self, conn: Connection, tenant: str, kind: str, total: int,
+                    params: Mapping[str, Any], actor: str, job_id: str) -> JobRow:
+        now = self._now()
+        conn.execute(
+            t.jobs.insert().values(
+                id=job_id,
+                tenant=tenant,
+                kind=kind,
+                status=JOB_QUEUED,
+                total=total,
+                done=0,
+                failed_json="[]",
+                params_json=canonical_json(params),
+                created_at=now,
+                updated_at=now,
+                finished_at=None,
             )
-            job = self._must_get_job(conn, job_id)
-            self._append_audit(conn, actor, tenant, "job.created", None, _job_detail(job), now)
-            return job
+        )
+        job = self._must_get_job(conn, job_id)
+        self._append_audit(conn, actor, tenant, "job.created", None, _job_detail(job), now)
+        return job
 
     def get_job(self, job_id: str) -> JobRow | None:
         with self._read() as conn:

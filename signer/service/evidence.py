@@ -68,6 +68,7 @@ from signer.truststore import TIMESTAMPING
 
 log = logging.getLogger("hocba.evidence")
 EVIDENCE_JOB = "evidence"
+SCHEDULER = "hocba-scheduler"  # actor and tenant of the evidence jobs hocba queues itself
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "crypto" / "evidence.toml"
 
 
@@ -368,6 +369,20 @@ class Evidence:
                                      actor=actor,
                                      params={"actor": actor, "renew": renew,
                                              "everything": everything})
+
+    def schedule(self, now: datetime | None = None) -> JobRow | None:
+        """Queue an evidence job when a batch is ready (full, or its oldest object waited
+        `max_wait`) and none is queued or running: the job runner calls this when idle."""
+        pending = self.index.objects_without_evidence(self.policy.batch_size)
+        if not pending:
+            return None
+        moment = now or datetime.now(UTC)
+        if (len(pending) < self.policy.batch_size
+                and moment - pending[0].archived_at < self.policy.max_wait):
+            return None
+        return self.index.create_job_unless_active(
+            tenant=SCHEDULER, kind=EVIDENCE_JOB, total=self.index.count_without_evidence(),
+            actor=SCHEDULER, params={"actor": SCHEDULER, "renew": False, "everything": False})
 
     def status(self, job_id: str) -> dict[str, Any]:
         job = self.index.get_job(job_id)

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -49,7 +50,7 @@ class JobRunner:
                  key_signing: KeySigning, renewals: Renewals | None = None,
                  evidence: Evidence | None = None, *,
                  lease_seconds: int = 60,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, schedule_seconds: float = 60.0) -> None:
         self.index = index
         self.store = store
         self.clients = clients
@@ -59,6 +60,8 @@ class JobRunner:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.schedule_seconds = schedule_seconds
+        self._scheduled = float("-inf")
         self._secrets: dict[str, Any] = {}  # job id -> one-time authorization (memory only)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -132,6 +135,7 @@ class JobRunner:
             try:
                 job = self._claim()
                 if job is None:
+                    self._schedule()
                     self._wake.wait(self.poll_seconds)
                     self._wake.clear()
                     continue
@@ -139,6 +143,16 @@ class JobRunner:
             except Exception:  # a runner must survive anything and retry later
                 log.exception("job runner error")
                 self._stop.wait(self.poll_seconds)
+
+    def _schedule(self) -> None:
+        """When idle, at most every `schedule_seconds`: queue evidence records for what
+        was archived (one job for all workers: the index decides)."""
+        now = time.monotonic()
+        if self.evidence is None or now - self._scheduled < self.schedule_seconds:
+            return
+        self._scheduled = now
+        if self.evidence.schedule() is not None:
+            self._wake.set()
 
     def _claim(self) -> JobRow | None:
         with self._lock:

@@ -30,10 +30,12 @@ def app(service_env: dict[str, str], responder: Any, tmp_path: Path) -> Iterator
         app.extensions["hocba"].close()
 
 
-def archived(app: Any, key: str, pdf: bytes, n: int) -> list[dict[str, Any]]:
+def archived(app: Any, key: str, pdf: bytes, n: int, start: int = 0) -> list[dict[str, Any]]:
+    """`n` archived records of one pupil, one per school year (from 2024-2025 back)."""
     http = app.test_client()
-    return [create_archived(http, key, pdf, metadata(FPDF2, school_year=f"{2024 - i}-{2025 - i}"))
-            for i in range(n)]
+    years = [2024 - start - i for i in range(n)]
+    return [create_archived(http, key, pdf, metadata(FPDF2, school_year=f"{y}-{y + 1}"))
+            for y in years]
 
 
 def final_bytes(hocba: Any, record: dict[str, Any]) -> bytes:
@@ -248,3 +250,38 @@ def test_cli_survives_sigkill(app: Any, api_keys: dict[str, str],
         data = final_bytes(hocba, record)
         assert hocba.evidence.check(data, der).valid
         assert check_with_bc(tmp_path, data, der, f"k-{n}")["valid"]
+
+
+def test_job_runner_schedules_evidence_once(app: Any, api_keys: dict[str, str],
+                                            samples: dict[str, bytes]) -> None:
+    """Idle, the job runner queues one evidence job for what waited `max_wait`; a second
+    scheduler (another worker) finds it queued and queues nothing."""
+    import time
+    from dataclasses import replace
+
+    hocba = app.extensions["hocba"]
+    archived(app, api_keys["school-1"], samples[FPDF2], 2)
+    evidence = hocba.evidence
+    assert evidence.schedule() is None  # a small batch, not waited max_wait yet
+    evidence.policy = replace(evidence.policy, max_wait=timedelta(0))
+    first = evidence.schedule()
+    assert first is not None and first.total == 2
+    assert evidence.schedule() is None  # one is queued already
+    runner = hocba.jobs()
+    runner.ensure_started()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and hocba.index.count_without_evidence():
+        time.sleep(0.1)
+    assert hocba.index.count_without_evidence() == 0
+    job = hocba.index.get_job(first.id)
+    while time.monotonic() < deadline and job.status != "finished":
+        time.sleep(0.1)
+        job = hocba.index.get_job(first.id)
+    assert (job.status, job.done, job.failed) == ("finished", 2, [])
+    # later archives are scheduled by the runner itself when it is idle
+    runner.schedule_seconds = 0
+    archived(app, api_keys["school-1"], samples[FPDF2], 1, start=5)
+    runner._wake.set()
+    while time.monotonic() < deadline and hocba.index.count_without_evidence():
+        time.sleep(0.1)
+    assert hocba.index.count_without_evidence() == 0
