@@ -74,6 +74,20 @@ def _progress(stack: ExitStack, label: str) -> Callable[[int, int], None]:
     return progress
 
 
+def _service() -> Any:
+    """The service over HOCBA_STORE and HOCBA_INDEX_URL; the index must exist already
+    (never make a new one from a CLI run against a wrong URL)."""
+    from signer.service.core import Hocba
+
+    try:
+        settings = load_settings()
+        _store, index = _open(settings)
+        index.close()
+        return Hocba(settings)
+    except (ConfigError, HocbaError) as e:
+        raise CannotAudit(str(e)) from e
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -193,15 +207,7 @@ def renew_command(dry_run: bool, margin_days: int | None, as_json: bool) -> None
     renewal could not run."""
     from datetime import timedelta
 
-    from signer.service.core import Hocba
-
-    try:
-        settings = load_settings()
-        _store, index = _open(settings)  # the index must exist: never make a new one here
-        index.close()
-        hocba = Hocba(settings)
-    except (ConfigError, HocbaError) as e:
-        raise CannotAudit(str(e)) from e
+    hocba = _service()
     margin = None if margin_days is None else timedelta(days=margin_days)
     try:
         with ExitStack() as stack:
@@ -242,15 +248,7 @@ def evidence_command(everything: bool, renew: bool, margin_days: int | None,
     Exit 0 when everything was done, 1 when a batch failed, 2 when it could not run."""
     from datetime import timedelta
 
-    from signer.service.core import Hocba
-
-    try:
-        settings = load_settings()
-        _store, index = _open(settings)
-        index.close()
-        hocba = Hocba(settings)
-    except (ConfigError, HocbaError) as e:
-        raise CannotAudit(str(e)) from e
+    hocba = _service()
     try:
         with ExitStack() as stack:
             if renew:
