@@ -153,7 +153,8 @@ async def _validate(p: ProvenTimestamp, knowledge: LocalKnowledge, trust: Any,
 
 async def verify_pdf_with_evidence(data: bytes, evidence: bytes, *, trust_roots: TrustInput,
                                    role_by_field: dict[str, str] | None = None,
-                                   allow_fetching: bool = True) -> VerificationReport:
+                                   allow_fetching: bool = True,
+                                   when_needed: bool = False) -> VerificationReport:
     """`verify_pdf`, with an evidence record of the file as proof of existence: when the
     file is not TOTAL_PASSED today (say its newest document timestamp lapsed) but the
     evidence record is valid today and proves the file existed at T, the file is
@@ -163,6 +164,8 @@ async def verify_pdf_with_evidence(data: bytes, evidence: bytes, *, trust_roots:
     trust = as_trust_store(trust_roots)
     report = await verify_pdf(data, trust_roots=trust, role_by_field=role_by_field,
                               allow_fetching=allow_fetching)
+    if when_needed and report.passed:
+        return report
     proof = await verify_evidence(data, evidence, trust, online=allow_fetching)
     summary = proof.as_dict()
     if report.passed or not proof.valid or proof.existed_at is None:
