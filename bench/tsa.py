@@ -15,8 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from asn1crypto import keys, pem, tsp, x509
+from asn1crypto import algos, keys, pem, tsp, x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pyhanko.sign.general import get_pyca_cryptography_hash, simple_cms_attribute
@@ -34,12 +35,13 @@ def _load_cert(path: Path) -> x509.Certificate:
 
 
 class FastDummyTimeStamper(DummyTimeStamper):
-    """DummyTimeStamper with the private key parsed once (it re-parses per token)."""
+    """DummyTimeStamper with the private key parsed once (it re-parses per token), for
+    the dev TSA's key of either type (the dev PKI's long-lived keys are EC P-256)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         key = serialization.load_der_private_key(self.tsa_key.dump(), password=None)
-        assert isinstance(key, RSAPrivateKey)
+        assert isinstance(key, RSAPrivateKey | ec.EllipticCurvePrivateKey)
         self._key = key
 
     def _sign_tst_info(self, tst_info_data: bytes, md_algorithm: str,
@@ -57,20 +59,30 @@ class FastDummyTimeStamper(DummyTimeStamper):
                                  general.as_signing_certificate(self.tsa_cert)),
             simple_cms_attribute("message_digest", md.finalize()),
         ])
-        signature = self._key.sign(signed_attrs.dump(), PKCS1v15(),
-                                   get_pyca_cryptography_hash(md_algorithm.upper()))
-        return signature, signed_attrs
+        digest = get_pyca_cryptography_hash(md_algorithm.upper())
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            return self._key.sign(signed_attrs.dump(), ec.ECDSA(digest)), signed_attrs
+        return self._key.sign(signed_attrs.dump(), PKCS1v15(), digest), signed_attrs
+
+    def _build_signed_data(self, tst_info_data: bytes, md_algorithm: str,
+                           signature: bytes, signed_attrs: Any) -> dict[str, Any]:
+        data: dict[str, Any] = super()._build_signed_data(
+            tst_info_data, md_algorithm, signature, signed_attrs)
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            data["signer_infos"][0]["signature_algorithm"] = algos.SignedDigestAlgorithm(
+                {"algorithm": f"{md_algorithm}_ecdsa"})
+        return data
 
 
 def build_app(state: Path) -> Any:
     pki = state / "pki"
     key_data = (pki / "keys" / "tsa.key.pem").read_bytes()
     _, _, der = pem.unarmor(key_data)
-    stamper = FastDummyTimeStamper(
-        tsa_cert=_load_cert(pki / "certs" / "tsa.pem"),
-        tsa_key=keys.PrivateKeyInfo.load(der),
-        certs_to_embed=[_load_cert(pki / "certs" / "interm.pem")],
-    )
+    tsa_cert = _load_cert(pki / "certs" / "tsa.pem")
+    issuers = [c for c in (_load_cert(p) for p in sorted((pki / "certs").glob("*.pem")))
+               if c.subject == tsa_cert.issuer and c.not_valid_before <= tsa_cert.not_valid_before]
+    stamper = FastDummyTimeStamper(tsa_cert=tsa_cert, tsa_key=keys.PrivateKeyInfo.load(der),
+                                   certs_to_embed=issuers[:1])
 
     @Request.application
     def app(request: Request) -> Response:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from asn1crypto import algos, cms, ocsp, parser, tsp, x509
+from asn1crypto import algos, cms, core, ocsp, parser, tsp, x509
 
 from archive.evidence.syntax import (
     ArchiveTimeStamp,
@@ -119,6 +119,11 @@ def _octets(value: bytes) -> bytes:
     return bytes(parser.emit(_UNIVERSAL, _PRIMITIVE, _OCTET_STRING, value))
 
 
+def _present(value: object) -> bool:
+    """Whether an optional field is there (without decoding it, as `.native` would)."""
+    return not isinstance(value, core.Void)
+
+
 def _sequence(contents: bytes) -> bytes:
     return bytes(parser.emit(_UNIVERSAL, _CONSTRUCTED, _SEQUENCE, contents))
 
@@ -134,14 +139,52 @@ def appended_timestamp(record: EvidenceRecord, last: cms.ContentInfo, new_ats: b
     old = final[-1]
     kept = b"".join(old[name].dump() for name in ("digest_algorithm", "attributes",
                                                   "reduced_hashtree")
-                    if old[name].native is not None)
+                    if _present(old[name]))
     changed = _sequence(kept + last.dump())
     chain = _sequence(b"".join(a.dump() for a in list(final)[:-1]) + changed + new_ats)
     sequence = _sequence(b"".join(c.dump() for c in list(chains)[:-1]) + chain)
     head = b"".join(record[name].dump() for name in ("version", "digest_algorithms",
                                                      "crypto_infos", "encryption_info")
-                    if record[name].native is not None)
+                    if _present(record[name]))
     return _sequence(head + sequence)
+
+
+def appended_timestamp_der(der: bytes, old_token: bytes, last: bytes, new_ats: bytes
+                           ) -> bytes:
+    """`appended_timestamp` on an evidence record's DER, for the records of one batch:
+    asn1crypto's TLV parser and encoder walk only the outer levels (record, sequence,
+    last chain, last ATS) instead of decoding the record (a few µs instead of ~130 µs).
+    EvidenceError unless the last ATS's timeStamp is `old_token`."""
+    try:
+        head = _children(_content(der))
+        chains = _children(_content(head[-1]))
+        timestamps = _children(_content(chains[-1]))
+        fields = _content(timestamps[-1])
+    except (ValueError, IndexError) as e:
+        raise EvidenceError(f"not an evidence record: {e}") from e
+    if not fields.endswith(old_token):  # the timeStamp is the ATS's last field
+        raise EvidenceError("the record's newest archive timestamp is not the batch's")
+    changed = _sequence(fields[:-len(old_token)] + last)
+    chain = _sequence(b"".join(timestamps[:-1]) + changed + new_ats)
+    sequence = _sequence(b"".join(chains[:-1]) + chain)
+    return _sequence(b"".join(head[:-1]) + sequence)
+
+
+def _content(tlv: bytes) -> bytes:
+    content: bytes = parser.parse(tlv, strict=True)[4]
+    return content
+
+
+def _children(content: bytes) -> list[bytes]:
+    """The TLVs `content` is made of, each as its bytes."""
+    found = []
+    at = 0
+    while at < len(content):
+        _class, _method, _tag, header, body, trailer = parser.parse(content[at:])
+        size = len(header) + len(body) + len(trailer)
+        found.append(content[at:at + size])
+        at += size
+    return found
 
 
 def renewal_ats(algorithm: str, token: cms.ContentInfo) -> bytes:
@@ -168,7 +211,7 @@ def parse(der: bytes, *, lazy: bool = False) -> EvidenceRecord:
 def chain_algorithm(chain: ArchiveTimeStampChain) -> str:
     """A chain's hash algorithm: its first ATS's, else its timestamp's imprint's."""
     first = chain[0]
-    if first["digest_algorithm"].native is not None:
+    if _present(first["digest_algorithm"]):
         return str(first["digest_algorithm"]["algorithm"].native)
     return str(tst_info(first["time_stamp"])["message_imprint"]["hash_algorithm"]
                ["algorithm"].native)
@@ -230,7 +273,7 @@ def _with_chains(record: EvidenceRecord, chains: list[list[ArchiveTimeStamp]],
         "archive_time_stamp_sequence": ArchiveTimeStampSequence(
             [ArchiveTimeStampChain(chain) for chain in chains]),
     }
-    if record["crypto_infos"].native is not None:
+    if _present(record["crypto_infos"]):
         fields["crypto_infos"] = record["crypto_infos"]
     return EvidenceRecord(fields)
 
@@ -242,9 +285,9 @@ def with_validation_data(token: cms.ContentInfo, certs: Sequence[x509.Certificat
     The signature does not cover these fields; what is there already stays."""
     signed = token["content"]
     have_certs = {c.chosen.dump() for c in signed["certificates"]} \
-        if signed["certificates"].native is not None else set()
+        if _present(signed["certificates"]) else set()
     have_rev = {r.chosen.dump() for r in signed["crls"]} \
-        if signed["crls"].native is not None else set()
+        if _present(signed["crls"]) else set()
     new_certs = [cms.CertificateChoices({"certificate": c}) for c in certs
                  if c.dump() not in have_certs]
     new_rev = [cms.RevocationInfoChoice({"crl": cms.CertificateList.load(c)})
@@ -261,8 +304,8 @@ def with_validation_data(token: cms.ContentInfo, certs: Sequence[x509.Certificat
               ("version", "digest_algorithms", "encap_content_info", "signer_infos")}
     fields["certificates"] = [*(signed["certificates"] if signed["certificates"].native
                                 is not None else []), *new_certs]
-    if signed["crls"].native is not None or new_rev:
-        fields["crls"] = [*(signed["crls"] if signed["crls"].native is not None else []),
+    if _present(signed["crls"]) or new_rev:
+        fields["crls"] = [*(signed["crls"] if _present(signed["crls"]) else []),
                           *new_rev]
     return cms.ContentInfo({"content_type": "signed_data",
                             "content": cms.SignedData(fields)})
@@ -276,7 +319,7 @@ def replace_last_timestamp(record: EvidenceRecord, token: cms.ContentInfo
     last = chains[-1][-1]
     fields = {name: last[name] for name in ("digest_algorithm", "attributes",
                                             "reduced_hashtree")
-              if last[name].native is not None}
+              if _present(last[name])}
     chains[-1][-1] = ArchiveTimeStamp({**fields, "time_stamp": token})
     return _with_chains(record, chains, None)
 
@@ -339,7 +382,7 @@ def _check_hashes(record: EvidenceRecord, data: bytes | dict[str, bytes]
                 raise EvidenceError(f"chain {c}, timestamp {p}: its imprint is not "
                                     f"{algorithm}")
             reduced = [list(v.native) for v in ats["reduced_hashtree"]] \
-                if ats["reduced_hashtree"].native is not None else None
+                if _present(ats["reduced_hashtree"]) else None
             if not proves(reduced, expected, imprint["hashed_message"].native, h):
                 what = "the object" if p == 0 else "the previous archive timestamp"
                 raise EvidenceError(f"chain {c}, timestamp {p} does not cover {what}")

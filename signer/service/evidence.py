@@ -18,6 +18,7 @@ rerun, and no indexed record that fails to verify.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 import tomllib
@@ -36,7 +37,8 @@ from archive.evidence import (
     BatchEncoder,
     EvidenceError,
     HashTree,
-    appended_timestamp,
+    appended_timestamp_der,
+    check_hashes,
     hash_renewal_value,
     parse,
     renew_hash_tree,
@@ -46,7 +48,7 @@ from archive.evidence import (
     tst_info,
     with_validation_data,
 )
-from archive.evidence.records import last_timestamp
+from archive.evidence.records import chain_algorithm, last_timestamp
 from archive.index import Index
 from archive.index.evidence import NewEvidence
 from archive.index.rows import (
@@ -167,8 +169,11 @@ class Evidence:
                                  tree.root.hex(), tst_info(token)["gen_time"].native,
                                  datetime.now(UTC))
         encoder = BatchEncoder(algorithm, token)
+        built = encoder.records(tree)
+        first = next(built)
+        self._sanity_check(pending[0], first)
         items = [NewEvidence(p.sha256, p.record_id, self._put(der), 1)
-                 for p, der in zip(pending, encoder.records(tree), strict=True)]
+                 for p, der in zip(pending, itertools.chain([first], built), strict=True)]
         return self._index(batch, items, valid_until, actor)
 
     def _object_hash(self, sha256: str, algorithm: str) -> bytes:
@@ -224,23 +229,49 @@ class Evidence:
         return not listed or (until is not None and until <= horizon)
 
     def _renew_timestamp(self, actor: str, members: list[EvidenceRow]) -> int:
-        records = [self._record(m) for m in members]
-        old = last_timestamp(records[0])
-        if any(last_timestamp(r).dump() != old.dump() for r in records[1:]):
-            raise HocbaError("evidence records of one batch differ in their newest "
-                             "archive timestamp", code="evidence_inconsistent", status=409)
-        enriched = self._with_validation_data(old)
-        value = timestamp_renewal_value(replace_last_timestamp(records[0], enriched))
+        """One new archive timestamp for a group sharing its newest one (RFC 4998 5.2):
+        each record gets the old token with validation data added, then the new ATS."""
+        ders = [self._der(m) for m in members]
+        first = self._parsed(members[0], ders[0])
+        old = last_timestamp(first)
+        enriched = self.with_validation_data(old)
+        value = timestamp_renewal_value(replace_last_timestamp(first, enriched))
         algorithm = members[0].algorithm
         token, valid_until = self.timestamp(value, algorithm)
         batch = EvidenceBatchRow(str(uuid.uuid4()), "timestamp", algorithm, 1, value.hex(),
                                  tst_info(token)["gen_time"].native, datetime.now(UTC))
         new_ats = renewal_ats(algorithm, token)
-        items = [NewEvidence(m.object_sha256, m.record_id,
-                             self._put(appended_timestamp(r, enriched, new_ats)),
-                             m.generation + 1)
-                 for m, r in zip(members, records, strict=True)]
+        old_der, enriched_der = old.dump(), enriched.dump()
+        try:
+            renewed = [appended_timestamp_der(der, old_der, enriched_der, new_ats)
+                       for der in ders]
+        except EvidenceError as e:
+            raise HocbaError(f"evidence records of one batch differ: {e}",
+                             code="evidence_inconsistent", status=409) from e
+        self._sanity_check(members[0], renewed[0])
+        items = [NewEvidence(m.object_sha256, m.record_id, self._put(der), m.generation + 1)
+                 for m, der in zip(members, renewed, strict=True)]
         return self._index(batch, items, valid_until, actor)
+
+    def _sanity_check(self, member: EvidenceRow | PendingObject, der: bytes) -> None:
+        """The first record of a batch is checked against its object's hash before any
+        is stored: a wrong build stops there."""
+        sha256 = member.object_sha256 if isinstance(member, EvidenceRow) else member.sha256
+        try:
+            check_hashes(parse(der), {"sha256": bytes.fromhex(sha256)}
+                         if self._chains_are_sha256(der) else self._object_digests(sha256))
+        except EvidenceError as e:
+            raise HocbaError(f"evidence record built for {sha256} does not verify: {e}",
+                             code="evidence_corrupt", status=500) from e
+
+    def _chains_are_sha256(self, der: bytes) -> bool:
+        record = parse(der, lazy=True)
+        return all(chain_algorithm(c) == "sha256" for c in record["archive_time_stamp_sequence"])
+
+    def _object_digests(self, sha256: str) -> dict[str, bytes]:
+        return {a: self._object_hash(sha256, a)
+                for a in {*self.index.evidence_algorithms(), self.policy.hash_algorithm,
+                          "sha256"}}
 
     def _renew_hash_tree(self, actor: str, members: list[EvidenceRow]) -> int:
         algorithm = self.policy.hash_algorithm
@@ -248,7 +279,7 @@ class Evidence:
             raise ConfigError(f"evidence policy: {algorithm} weakens within the renewal "
                               "margin; choose a stronger hash_algorithm")
         records = [self._record(m) for m in members]
-        enriched = self._with_validation_data(last_timestamp(records[0]))
+        enriched = self.with_validation_data(last_timestamp(records[0]))
         records = [replace_last_timestamp(r, enriched) for r in records]
         leaves = [hash_renewal_value(r, self._object_hash(m.object_sha256, algorithm),
                                      algorithm) for m, r in zip(members, records, strict=True)]
@@ -274,7 +305,7 @@ class Evidence:
         except (TimestampRequestError, OSError) as e:
             raise DependencyError(f"evidence: the TSA did not answer: {e}",
                                   code="tsa_unavailable") from e
-        token = self._with_validation_data(token)
+        token = self.with_validation_data(token)
         token = cms.ContentInfo.load(token.dump())  # encoded once, reused as it is
         cert = _tsa_certificate(token)
         ends = [cert.not_valid_after]
@@ -286,7 +317,7 @@ class Evidence:
             ends.append(tree_until)
         return token, min(ends)
 
-    def _with_validation_data(self, token: cms.ContentInfo) -> cms.ContentInfo:
+    def with_validation_data(self, token: cms.ContentInfo) -> cms.ContentInfo:
         """`token` with its TSA's path and that path's revocation data, checked now."""
         cert = _tsa_certificate(token)
         others = [c.chosen for c in token["content"]["certificates"] or ()
@@ -301,15 +332,22 @@ class Evidence:
                                         [o.dump() for o in context.ocsps])
         return cms.ContentInfo.load(enriched.dump())
 
-    def _record(self, row: EvidenceRow) -> Any:
+    def _der(self, row: EvidenceRow) -> bytes:
         try:
-            return parse(self.store.get(row.evidence_sha256, Area.ARCHIVE), lazy=True)
+            return bytes(self.store.get(row.evidence_sha256, Area.ARCHIVE))
         except ArchiveError as e:
             raise from_archive(e, f"evidence record {row.evidence_sha256}: {e}",
                                default_code="store_error") from e
+
+    def _parsed(self, row: EvidenceRow, der: bytes) -> Any:
+        try:
+            return parse(der, lazy=True)
         except EvidenceError as e:
             raise HocbaError(f"stored evidence record {row.evidence_sha256}: {e}",
                              code="evidence_corrupt", status=500) from e
+
+    def _record(self, row: EvidenceRow) -> Any:
+        return self._parsed(row, self._der(row))
 
     def _put(self, der: bytes) -> Any:
         try:

@@ -10,8 +10,10 @@ from asn1crypto import cms
 
 from archive.evidence import (
     BatchEncoder,
+    EvidenceError,
     HashTree,
     appended_timestamp,
+    appended_timestamp_der,
     check_hashes,
     first_record,
     parse,
@@ -71,4 +73,7 @@ def test_appended_timestamp_matches_asn1crypto_objects(tsa) -> None:  # type: ig
         fast = appended_timestamp(r, last, new_ats)
         slow = renew_timestamp(replace_last_timestamp(r, last), None, token3).dump()
         assert fast == slow
+        assert appended_timestamp_der(r.dump(), token2.dump(), last.dump(), new_ats) == slow
+        with pytest.raises(EvidenceError):  # not the batch's newest timestamp
+            appended_timestamp_der(r.dump(), token.dump(), last.dump(), new_ats)
         assert [p.chain for p in check_hashes(parse(fast), d)] == [0, 1, 1]
