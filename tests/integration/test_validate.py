@@ -95,6 +95,8 @@ def test_report_has_exactly_the_contract_shape(record: bytes, roles: dict[str, s
         "timestamp_valid_until",
         "valid_as_of",
         "explanation",
+        "proven_by",
+        "evidence",
     }
     assert set(d["signatures"][0]) == {
         "field",
@@ -246,6 +248,8 @@ def test_unsigned_pdf() -> None:
         "timestamp_valid_until": None,
         "valid_as_of": None,
         "explanation": None,
+        "proven_by": None,
+        "evidence": None,
     }
 
 
