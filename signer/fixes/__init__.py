@@ -30,7 +30,8 @@ class Fix:
     install: Callable[[], None] | None = None
 
 
-MODULES = ("hexstrings", "attrcache", "namecache", "diffcache", "poecache", "parsedfont")
+MODULES = ("hexstrings", "attrcache", "namecache", "diffcache", "poecache", "parsedfont",
+           "lengthbyte")
 
 _lock = threading.Lock()
 _applied: list[str] = []

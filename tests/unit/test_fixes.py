@@ -22,8 +22,11 @@ PATCHED = [
     ("pyhanko.sign.validation.ades", "", "_build_prima_facie_poe_index_from_pdf_timestamps",
      "signer.fixes.poecache"),
     ("pyhanko.sign.validation.ades", "", "_validate_prima_facie_poe", "signer.fixes.poecache"),
+    ("asn1crypto.core", "Sequence", "dump", "signer.fixes.lengthbyte"),
+    ("asn1crypto.core", "Asn1Value", "dump", "signer.fixes.lengthbyte"),
 ]
-ALL_FIXES = ["hexstrings", "attrcache", "namecache", "diffcache", "poecache", "parsedfont"]
+ALL_FIXES = ["hexstrings", "attrcache", "namecache", "diffcache", "poecache", "parsedfont",
+             "lengthbyte"]
 
 _PRELUDE = f"""
 import importlib, json, sys
