@@ -91,16 +91,17 @@ class SigningServices:
         return self._context([], [], purpose)
 
     def revinfo_context(self, cache_keys: list[str]) -> ValidationContext:
-        """A fresh context holding the cached revocation data of every key."""
-        ocsps: dict[bytes, Any] = {}
-        crls: dict[bytes, Any] = {}
+        """A fresh context holding the cached revocation data of every key, the newest
+        response per scope only (each key fetched its own copy of a shared CA's CRL)."""
+        ocsps: list[Any] = []
+        crls: list[Any] = []
         with self._lock:
             for key in cache_keys:
                 entry = self._revinfo.get(key)
                 if entry:
-                    ocsps.update((o.dump(), o) for o in entry[1])
-                    crls.update((c.dump(), c) for c in entry[2])
-        return self._context(list(ocsps.values()), list(crls.values()))
+                    ocsps += entry[1]
+                    crls += entry[2]
+        return self._context(newest_ocsps(ocsps), newest_crls(crls))
 
     def _context(self, ocsps: list[Any], crls: list[Any],
                  purpose: str | None = None) -> ValidationContext:
@@ -154,6 +155,36 @@ class SigningServices:
     def forget_reserved_size(self, cache_key: str | None) -> None:
         with self._lock:
             self._reserved.pop(cache_key or "", None)
+
+
+def newest_crls(crls: list[Any]) -> list[Any]:
+    """One CRL per scope (issuer, issuing distribution point, base or delta): the one
+    issued last. Validators try every CRL they are given, each with its issuer's path
+    and that path's own revocation checks, so copies multiply a verification's work."""
+    newest: dict[tuple[bytes, ...], Any] = {}
+    for c in crls:
+        tbs = c["tbs_cert_list"]
+        idp = c.issuing_distribution_point_value
+        scope = (tbs["issuer"].dump(), idp.dump() if idp is not None else b"",
+                 b"delta" if c.delta_crl_indicator_value is not None else b"base")
+        kept = newest.get(scope)
+        if kept is None or (tbs["this_update"].native
+                            > kept["tbs_cert_list"]["this_update"].native):
+            newest[scope] = c
+    return list(newest.values())
+
+
+def newest_ocsps(responses: list[Any]) -> list[Any]:
+    """One OCSP response per set of certificates it answers for: the one produced last."""
+    newest: dict[tuple[bytes, ...], Any] = {}
+    for r in responses:
+        data = r.basic_ocsp_response["tbs_response_data"]
+        scope = tuple(sorted(s["cert_id"].dump() for s in data["responses"]))
+        kept = newest.get(scope)
+        if kept is None or (data["produced_at"].native > kept.basic_ocsp_response[
+                "tbs_response_data"]["produced_at"].native):
+            newest[scope] = r
+    return list(newest.values())
 
 
 def cache_key(cert: x509.Certificate) -> str:

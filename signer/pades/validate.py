@@ -81,6 +81,7 @@ from signer.pades.report import (
     overall,
     pades_level,
 )
+from signer.pades.sigcheck import SIGNATURES
 from signer.truststore import SIGNING, TIMESTAMPING, TrustInput, TrustStore, as_trust_store
 
 __all__ = [
@@ -237,6 +238,7 @@ def _spec(trust: TrustStore, *, fetching: bool) -> PdfSignatureValidationSpec:
         trust_manager=SimpleTrustManager.build(trust_roots=trust.for_purpose(SIGNING)),
         revinfo_policy=revinfo,
         algorithm_usage_policy=algorithms,
+        signature_validator=SIGNATURES,
     )
     ts_policy = replace(
         cert_policy,

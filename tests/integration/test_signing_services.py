@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asn1crypto import ocsp, x509
+from asn1crypto import crl, ocsp, x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.general import load_private_key_from_pemder_data
 from pyhanko.sign.signers import PdfTimeStamper, SimpleSigner
@@ -124,6 +124,10 @@ def test_role_signatures_leave_the_dss_to_finish_lta(
         load_chain([pki / "certs" / "teacher-1.pem"])[0].subject.human_friendly}
     assert all(ocsp.OCSPResponse.load(s.data)["response_status"].native == "successful"
                for s in ocsps)
+    # each signer's path fetched its own copy of the CAs' CRLs: the newest per issuer only
+    crls = [crl.CertificateList.load(ref.get_object().data) for ref in dss["/CRLs"]]
+    issuers = [c.issuer.dump() for c in crls]
+    assert crls and len(issuers) == len(set(issuers)), [c.issuer.human_friendly for c in crls]
 
     live_responder.stop()  # everything needed is in the file now (the fixture restarts it)
     roots = load_chain([pki / "root.pem"])
