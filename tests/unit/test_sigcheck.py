@@ -14,6 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pyhanko_certvalidator.sig_validate import DEFAULT_SIGNATURE_VALIDATOR, SignatureValidator
 
 from signer.pades.context import newest_crls
 from signer.pades.sigcheck import RememberingSignatureValidator
@@ -21,10 +22,9 @@ from signer.pades.sigcheck import RememberingSignatureValidator
 KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-class Counting:
+class Counting(SignatureValidator):
     def __init__(self) -> None:
         self.calls = 0
-        from pyhanko_certvalidator.sig_validate import DEFAULT_SIGNATURE_VALIDATOR
         self.inner = DEFAULT_SIGNATURE_VALIDATOR
 
     def validate_signature(self, *args: Any, **kwargs: Any) -> None:
@@ -45,14 +45,13 @@ PUBLIC = PublicKeyInfo.load(KEY.public_key().public_bytes(
 
 
 def _check(validator: Any, c: acrl.CertificateList) -> None:
-    key = PUBLIC
-    validator.validate_signature(c["signature"].native, c["tbs_cert_list"].dump(), key,
+    validator.validate_signature(c["signature"].native, c["tbs_cert_list"].dump(), PUBLIC,
                                  c["signature_algorithm"])
 
 
 def test_a_valid_signature_is_checked_once() -> None:
     inner = Counting()
-    validator = RememberingSignatureValidator(inner)  # type: ignore[arg-type]
+    validator = RememberingSignatureValidator(inner)
     c = _crl("CA", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
     for _ in range(5):
         _check(validator, c)
@@ -61,16 +60,13 @@ def test_a_valid_signature_is_checked_once() -> None:
 
 def test_an_invalid_signature_raises_every_time() -> None:
     inner = Counting()
-    validator = RememberingSignatureValidator(inner)  # type: ignore[arg-type]
+    validator = RememberingSignatureValidator(inner)
     c = _crl("CA", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
-    forged = acrl.CertificateList.load(c.dump())
-    tbs = forged["tbs_cert_list"].dump()
-    bad = bytearray(tbs)
+    bad = bytearray(c["tbs_cert_list"].dump())
     bad[-5] ^= 1
-    key = PUBLIC
     for _ in range(3):
         with pytest.raises(InvalidSignature):
-            validator.validate_signature(c["signature"].native, bytes(bad), key,
+            validator.validate_signature(c["signature"].native, bytes(bad), PUBLIC,
                                          c["signature_algorithm"])
     assert inner.calls == 3
     _check(validator, c)  # the genuine data still validates
