@@ -22,7 +22,8 @@ record, and the fpdf2 sample rewritten by `qpdf --object-streams=generate`.
 
 Knobs (env): BENCH_QUICK=1, BENCH_HTTP_PATH_RECORDS (20; quick 4), BENCH_HTTP_PATH_WARMUP
 (3; quick 2), BENCH_HTTP_PATH_PAGES (12), BENCH_HTTP_PATH_PRODUCERS (comma list of
-producer names, default all), BENCH_PORT (as bench/common.py).
+producer names, default all), BENCH_HTTP_PATH_SIDES (comma list of hocba, naive, tuned;
+default all), BENCH_PORT (as bench/common.py).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def _int(name: str, full: int, quick: int) -> int:
 RECORDS = _int("BENCH_HTTP_PATH_RECORDS", 20, 4)
 WARMUP = _int("BENCH_HTTP_PATH_WARMUP", 3, 2)
 PAGES = _int("BENCH_HTTP_PATH_PAGES", 12, 12)
+SIDES = tuple(os.environ.get("BENCH_HTTP_PATH_SIDES", "hocba,naive,tuned").split(","))
 
 FPDF2 = "hoc-ba-tieu-hoc-fpdf2.pdf"
 LIBRE = "hoc-ba-thcs-libreoffice-pdfa.pdf"
@@ -518,6 +520,8 @@ def main() -> int:
             args = {"producer": producer, "file": str(path), "tsa_url": CHEAP_TSA,
                     "warmup": WARMUP, "n": RECORDS, "outdir": str(WORK / "out")}
             for task, into in (("naive", naive), ("tuned", tuned)):
+                if task not in SIDES:
+                    continue
                 log(f"{task} {producer}: {WARMUP} warm-up + {RECORDS} records")
                 try:
                     into[producer] = run_side(task, args)
