@@ -12,13 +12,13 @@ import enum
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, BinaryIO
 
-from archive.errors import LockMismatch
+from archive.errors import ArchiveError, LockMismatch
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -93,6 +93,20 @@ class ObjectStore(abc.ABC):
     def release_working(self, sha256: str, final_sha256: str) -> None:
         """Remove a WORKING object, only if the ARCHIVE object `final_sha256` exists and
         begins with its exact bytes. Otherwise raise ArchiveError and remove nothing."""
+
+    def release_working_all(
+        self, shas: Sequence[str], final_sha256: str
+    ) -> dict[str, ArchiveError]:
+        """`release_working` for each of `shas` (each removed only if `final_sha256` begins
+        with it); the refusals by name, the others removed. Default: one at a time; a store
+        that can proves every prefix in one read of the final."""
+        refused: dict[str, ArchiveError] = {}
+        for sha in shas:
+            try:
+                self.release_working(sha, final_sha256)
+            except ArchiveError as e:
+                refused[sha] = e
+        return refused
 
     @abc.abstractmethod
     def check(self) -> None:

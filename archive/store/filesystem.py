@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -47,18 +47,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _prefix_sha256(path: Path, length: int) -> str | None:
-    """SHA-256 of the first `length` bytes of the file, streamed; None if shorter."""
+def _prefix_sha256s(path: Path, lengths: set[int]) -> dict[int, str]:
+    """SHA-256 of the first `length` bytes of the file for each of `lengths`, in one
+    streamed read; a length beyond the file's end is left out."""
     digest = hashlib.sha256()
-    left = length
+    found: dict[int, str] = {}
+    done = 0
     with path.open("rb") as f:
-        while left > 0:
-            chunk = f.read(min(left, 1 << 20))
-            if not chunk:
-                return None
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
+        for length in sorted(lengths):
+            while done < length:
+                chunk = f.read(min(length - done, 1 << 20))
+                if not chunk:
+                    return found
+                digest.update(chunk)
+                done += len(chunk)
+            found[length] = digest.copy().hexdigest()
+    return found
 
 
 def _unavailable(action: str, e: OSError) -> ArchiveError:
@@ -176,24 +180,47 @@ class FilesystemStore(ObjectStore):
         return lock.mode == "read-only"
 
     def release_working(self, sha256: str, final_sha256: str) -> None:
-        path = self.path_of(sha256, Area.WORKING)
+        refused = self.release_working_all([sha256], final_sha256)
+        if sha256 in refused:
+            raise refused[sha256]
+
+    def release_working_all(
+        self, shas: Sequence[str], final_sha256: str
+    ) -> dict[str, ArchiveError]:
+        refused: dict[str, ArchiveError] = {}
+        sizes: dict[str, int] = {}
+        for sha in dict.fromkeys(shas):
+            try:
+                sizes[sha] = self.path_of(sha, Area.WORKING).stat().st_size
+            except FileNotFoundError as e:
+                refused[sha] = ObjectMissing(f"no object for release of {sha}: {e.filename}")
+            except OSError as e:
+                refused[sha] = _unavailable(f"read working/{sha}", e)
+        if not sizes:
+            return refused
         try:
-            size = path.stat().st_size
-            prefix = _prefix_sha256(self.path_of(final_sha256, Area.ARCHIVE), size)
+            prefixes = _prefix_sha256s(self.path_of(final_sha256, Area.ARCHIVE),
+                                       set(sizes.values()))
         except FileNotFoundError as e:
-            raise ObjectMissing(f"no object for release of {sha256}: {e.filename}") from e
+            missing = ObjectMissing(f"no object for release of {final_sha256}: {e.filename}")
+            return refused | dict.fromkeys(sizes, missing)
         except OSError as e:
-            raise _unavailable(f"read archive/{final_sha256}", e) from e
-        if prefix != sha256:
-            raise ArchiveError(
-                f"archive object {final_sha256} does not begin with working object {sha256}",
-                code="not_a_prefix",
-            )
-        try:
-            path.unlink()
-            _fsync_dir(path.parent)
-        except OSError as e:
-            raise _unavailable(f"release working/{sha256}", e) from e
+            unreadable = _unavailable(f"read archive/{final_sha256}", e)
+            return refused | dict.fromkeys(sizes, unreadable)
+        for sha, size in sizes.items():
+            if prefixes.get(size) != sha:
+                refused[sha] = ArchiveError(
+                    f"archive object {final_sha256} does not begin with working object {sha}",
+                    code="not_a_prefix",
+                )
+                continue
+            path = self.path_of(sha, Area.WORKING)
+            try:
+                path.unlink()
+                _fsync_dir(path.parent)
+            except OSError as e:
+                refused[sha] = _unavailable(f"release working/{sha}", e)
+        return refused
 
     def check(self) -> None:
         try:

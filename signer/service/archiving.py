@@ -86,10 +86,8 @@ class Archiving:
         shas = [row.original_sha256] + [s.revision_sha256
                                         for s in self.index.list_signatures(row.id)]
         in_use = self.index.working_objects_in_use(shas, other_than=row.id)
-        for sha in shas:
-            if sha in in_use:
-                continue  # another record (same bytes) is still being signed
-            try:
-                self.store.release_working(sha, row.current_sha256)
-            except ArchiveError as e:  # kept, not lost: a later sweep retries
-                log.warning("working object %s kept: %s", sha, e.code)
+        # another record (same bytes) still being signed keeps its working objects
+        free = [sha for sha in shas if sha not in in_use]
+        refused = self.store.release_working_all(free, row.current_sha256)
+        for sha, e in refused.items():  # kept, not lost: a later sweep retries
+            log.warning("working object %s kept: %s", sha, e.code)

@@ -526,6 +526,7 @@ def test_no_public_method_removes_or_rewrites_objects() -> None:
         "put_archived_file",  # the base class's: put_archived of the bytes
         "put_file",  # the base class's: put of the bytes
         "release_working",
+        "release_working_all",  # the base class's: release_working for each
     }
 
 

@@ -202,6 +202,7 @@ def test_no_public_method_removes_or_rewrites_objects() -> None:
         "put_archived_file",  # put_file + read-back + lock check
         "put_file",  # like put: never replaces an existing name (tested above)
         "release_working",
+        "release_working_all",  # release_working for several, one read of the final
     }
 
 
@@ -297,3 +298,29 @@ def test_put_archived_file_locks_and_reads_back(store: FilesystemStore, tmp_path
     assert stored.area is Area.ARCHIVE and stored.sha256 == sha(FINAL)
     assert store.lock_info(stored.sha256, Area.ARCHIVE).mode == "read-only"
     assert store.get(stored.sha256, Area.ARCHIVE) == FINAL
+
+
+def test_release_working_all_proves_each_prefix_in_one_read(store: FilesystemStore) -> None:
+    original = store.put(PDF, Area.WORKING)
+    revision = store.put(REVISION, Area.WORKING)
+    other = store.put(b"%PDF-1.7 another pupil", Area.WORKING)
+    final = store.put_archived(FINAL)
+    gone = "0" * 64
+
+    refused = store.release_working_all(
+        [original.sha256, other.sha256, revision.sha256, gone, original.sha256], final.sha256)
+
+    assert {sha: e.code for sha, e in refused.items()} == {
+        other.sha256: "not_a_prefix", gone: "object_missing"}
+    assert list(store.iter_names(Area.WORKING)) == [other.sha256]
+    assert store.get(final.sha256, Area.ARCHIVE) == FINAL
+
+
+def test_release_working_all_without_the_final_removes_nothing(store: FilesystemStore) -> None:
+    original = store.put(PDF, Area.WORKING)
+    final_in_working_only = store.put(FINAL, Area.WORKING)
+
+    refused = store.release_working_all([original.sha256], final_in_working_only.sha256)
+
+    assert refused[original.sha256].code == "object_missing"
+    assert store.exists(original.sha256, Area.WORKING)
