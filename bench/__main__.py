@@ -395,6 +395,15 @@ def main() -> int:
         for s in reversed(servers):
             s.stop()
 
+    # The HTTP path per producer, against naive and tuned pipelines (bench/http_path.py)
+    http_lines: list[str] = []
+    if os.environ.get("BENCH_HTTP_PATH", "1") != "0":
+        from bench import http_path
+
+        log("HTTP path per producer (bench.http_path)")
+        http_lines, http_ratios = http_path.measure()
+        ratios.update(http_ratios)
+
     from importlib.metadata import version
 
     head = ("figure", "hocba median [min–max]", "baseline median [min–max]",
@@ -407,6 +416,10 @@ def main() -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     for note in notes:
         print(f"note: {note}")
+    if http_lines:
+        print()
+        print("\n".join(line for line in http_lines if not line.startswith("ratios:")))
+        print()
     print("ratios: " + " ".join(f"{name}={'n/a' if v is None else f'{v:.2f}'}x"
                                 for name, v in ratios.items()))
     return 0

@@ -66,12 +66,12 @@ def _fresh_vc() -> ValidationContext:
     return ValidationContext(trust_roots=[_root()], allow_fetching=True)
 
 
-def _style(text: str) -> TextStampStyle:
+def _style(text: str, font: str = FONT) -> TextStampStyle:
     from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 
     return TextStampStyle(stamp_text=text + "\n%(signer)s\nKý lúc: %(ts)s",
                           text_box_style=TextBoxStyle(
-                              font=GlyphAccumulatorFactory(FONT, font_size=8), font_size=8),
+                              font=GlyphAccumulatorFactory(font, font_size=8), font_size=8),
                           timestamp_format="%d/%m/%Y %H:%M:%S %Z", border_width=1)
 
 
