@@ -247,6 +247,12 @@ def main() -> int:
                      rtxt(ratios["cpu_per_record"])))
         rows.append(("(a') wall s / record (cheap TSA)", fmt(ha["wall_s"], "s", 2),
                      fmt(ba["wall_s"], "s", 2), rtxt(ratio(ba["wall_s"], ha["wall_s"]))))
+        st = ha["statements"]
+        rows.append(("(a'') index SQL statements (create / teacher / principal / seal + "
+                     "archive; SQLite, median)",
+                     " / ".join(f"{st[k]:.0f}" for k in ("create", "teacher", "principal",
+                                                         "seal")),
+                     "n/a (no index)", "–"))
 
         # (b) a class of N by one role -------------------------------------------------
         log(f"(b) class of {k.class_size}, {k.batch_reps} rep(s) per side")

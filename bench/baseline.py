@@ -66,6 +66,37 @@ def _fresh_vc() -> ValidationContext:
     return ValidationContext(trust_roots=[_root()], allow_fetching=True)
 
 
+class CachedKeySigner(signers.SimpleSigner):
+    """What a user adds after profiling the tuned pipeline: pyHanko's SimpleSigner parses
+    its private key again for every signature (cryptography's RSA key checks, ~40 ms);
+    this parses it once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from cryptography.hazmat.primitives import serialization
+
+        self._key = serialization.load_der_private_key(self.signing_key.dump(), password=None)
+
+    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        from pyhanko.sign.general import get_pyca_cryptography_hash
+
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm)
+        if (mechanism["algorithm"].native != f"{digest_algorithm}_rsa"
+                or not isinstance(self._key, rsa.RSAPrivateKey)):
+            return super().sign_raw(data, digest_algorithm)
+        return self._key.sign(data, padding.PKCS1v15(),
+                              get_pyca_cryptography_hash(digest_algorithm))
+
+    @classmethod
+    def load_cached(cls, key_file: str, cert_file: str,
+                    chain: tuple[str, ...]) -> CachedKeySigner:
+        loaded = signers.SimpleSigner.load(key_file, cert_file, ca_chain_files=chain)
+        assert loaded is not None
+        return cls(signing_cert=loaded.signing_cert, signing_key=loaded.signing_key,
+                   cert_registry=loaded.cert_registry)
+
+
 def _style(text: str, font: str = FONT) -> TextStampStyle:
     from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import event as sa_event
 
 from bench.common import KEYS, metadata, service_env
 
@@ -57,11 +60,22 @@ def hocba_pipeline(a: dict[str, Any]) -> dict[str, Any]:
     out = Path(a["outdir"])
     out.mkdir(parents=True, exist_ok=True)
     cpu, wall, finals = [], [], []
+    statements: dict[str, list[int]] = {"create": [], **{role: [] for role in ROLES}}
+    executed = [0]
+
+    def count(*_args: Any) -> None:
+        executed[0] += 1
+
+    sa_event.listen(h.index._engine, "before_cursor_execute", count)
     for i in range(a["warmup"] + a["n"]):
         c0, w0 = time.process_time(), time.perf_counter()
+        before = executed[0]
         row = _create(h, actor, pdf, a["id_base"] + i)
+        statements["create"].append(executed[0] - before)
         for role in ROLES:
+            before = executed[0]
             row = h.key_signing.sign(actor, row.id, role, KEYS[role])
+            statements[role].append(executed[0] - before)
         c1, w1 = time.process_time(), time.perf_counter()
         assert row.status == "archived", row.status
         if i >= a["warmup"]:
@@ -76,6 +90,7 @@ def hocba_pipeline(a: dict[str, Any]) -> dict[str, Any]:
     records = a["warmup"] + a["n"]
     h.close()
     return {"cpu_ms": cpu, "wall_s": wall, "uploaded": len(pdf), "final": finals,
+            "statements": {k: statistics.median(v[a["warmup"]:]) for k, v in statements.items()},
             "archive_bytes_per_record": arch / records, "archive_objects": arch_n,
             "working_bytes_left": work, "working_objects_left": work_n, "records": records}
 
