@@ -68,6 +68,8 @@ class Policy:
     docmdp: str
     roles: tuple[RolePolicy, ...]
     verification: VerificationSpec = VerificationSpec()
+    grades: tuple[int, int] | None = None
+    """The grades (lowest, highest) a record of this type holds; None: any of 1-12."""
 
     @property
     def ref(self) -> str:
@@ -185,6 +187,7 @@ def parse_policy(where: str, raw: dict[str, Any]) -> Policy:
     docmdp = _choice(f"{where}.docmdp", r.take("docmdp", str), DOCMDP_LEVELS)
     roles_raw = r.take("roles", list)
     verification = _verification(f"{where}.verification", r.take("verification", dict, {}))
+    grades = _grades(f"{where}.grades", r.take("grades", list, None))
     r.done()
     roles = tuple(_role(f"{where}.roles[{i}]", x) for i, x in enumerate(roles_raw))
     if not roles:
@@ -197,7 +200,17 @@ def parse_policy(where: str, raw: dict[str, Any]) -> Policy:
     if version < 1:
         raise ConfigError(f"{where}.version: must be >= 1")
     return Policy(id=pid, version=version, title=title, hash_algorithm=hash_algorithm,
-                  docmdp=docmdp, roles=roles, verification=verification)
+                  docmdp=docmdp, roles=roles, verification=verification, grades=grades)
+
+
+def _grades(where: str, raw: list[Any] | None) -> tuple[int, int] | None:
+    if raw is None:
+        return None
+    if (len(raw) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) for g in raw)
+            or not 1 <= raw[0] <= raw[1] <= 12):
+        raise ConfigError(f"{where}: expected [lowest, highest] grades within 1-12, "
+                          f"got {raw!r}")
+    return raw[0], raw[1]
 
 
 def load_policies(directory: Path) -> dict[str, Policy]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -20,6 +21,12 @@ VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")  # no daylight saving time
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SCHOOL_YEAR = re.compile(r"([0-9]{4})-([0-9]{4})")
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})  # controls, invisible format chars
+_MARKS = frozenset({"Mn", "Mc", "Me"})  # combining marks: never a text's first character
+_NAME_PUNCTUATION = frozenset(" -'.’")  # beside letters and marks in a person's name
+_FIRST_SCHOOL_YEAR = 1950
+# A pupil's age when their school year starts, against the grade (normally grade + 5:
+# grade 1 at 6); wide enough for early starts, repeated years and late returns.
+_AGE_OVER_GRADE = (3, 20)
 
 _TOP_KEYS = frozenset(
     {"record_type", "school", "student", "school_year", "grade", "class_name", "supersedes"}
@@ -51,11 +58,13 @@ def check_metadata(
     raw: str | bytes | dict[str, Any],
     *,
     known_record_types: set[str] | frozenset[str],
+    grades: Mapping[str, tuple[int, int]] | None = None,
     today: date | None = None,
 ) -> RecordMetadata:
     """Parse and check a record's metadata, listing every problem at once.
 
-    ``today`` (default: the current date in Vietnam) bounds the date of birth.
+    ``today`` (default: the current date in Vietnam) bounds the date of birth and the
+    school year. ``grades``: the grades (lowest, highest) each record type holds.
     """
     doc = raw if isinstance(raw, dict) else _parse_json(raw)
     if not isinstance(doc, dict):
@@ -70,7 +79,7 @@ def check_metadata(
     school_name = v.text(school, "name", "school.name", max_len=300)
     student = v.obj(doc, "student", "student", _STUDENT_KEYS)
     id_number = v.string(student, "id_number", "student.id_number")
-    full_name = v.text(student, "full_name", "student.full_name", max_len=200)
+    full_name = v.person_name(student, "full_name", "student.full_name", max_len=200)
     dob = v.date(student, "date_of_birth", "student.date_of_birth", today=today)
     student_code = v.text(
         student,
@@ -80,12 +89,19 @@ def check_metadata(
         optional=True,
         single_line=True,
     )
-    school_year = v.school_year(doc, "school_year", "school_year")
+    school_year = v.school_year(doc, "school_year", "school_year", this_year=today.year)
     grade = v.integer(doc, "grade", "grade", low=1, high=12)
     class_name = v.text(doc, "class_name", "class_name", max_len=50)
     supersedes = v.text(
         doc, "supersedes", "supersedes", max_len=128, optional=True, single_line=True
     )
+    if grade is not None and record_type is not None and grades and record_type in grades:
+        low, high = grades[record_type]
+        if not low <= grade <= high:
+            v.errors.append(FieldError("grade", f"a {record_type} record holds grades "
+                                                f"{low}-{high}, not {grade}"))
+    if dob is not None and school_year is not None and grade is not None:
+        v.plausible_age(dob, school_year, grade)
 
     unknown_type: list[FieldError] = []
     if record_type is not None and record_type not in known_record_types:
@@ -253,6 +269,9 @@ class _Validator:
         if any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in text):
             self._error(path, "must not contain control or invisible format characters")
             return None
+        if unicodedata.category(text[0]) in _MARKS:
+            self._error(path, "must not begin with a combining mark")
+            return None
         if single_line and text != unicodedata.normalize("NFC", value).strip():
             # codes and identifiers: no silent rewriting beyond trimming
             self._error(path, "must not contain runs of whitespace or line breaks")
@@ -261,6 +280,32 @@ class _Validator:
             self._error(path, f"must be at most {max_len} characters (got {len(text)})")
             return None
         return text
+
+    def person_name(
+        self, obj: dict[str, Any] | None, key: str, path: str, *, max_len: int
+    ) -> str | None:
+        """Text made of letters (with their marks), spaces, hyphens and apostrophes."""
+        text = self.text(obj, key, path, max_len=max_len)
+        if text is None:
+            return None
+        odd = [c for c in text if unicodedata.category(c)[0] not in "LM"
+               and c not in _NAME_PUNCTUATION]
+        if odd:
+            self._error(path, f"must be a name: letters, spaces, hyphens, apostrophes "
+                              f"(not {safe_text(odd[0], 4)!r})")
+            return None
+        if unicodedata.category(text[0]) in _MARKS or not any(c.isalpha() for c in text):
+            self._error(path, "must be a name: it must begin with a letter")
+            return None
+        return text
+
+    def plausible_age(self, dob: date, school_year: str, grade: int) -> None:
+        age = int(school_year[:4]) - dob.year
+        low, high = grade + _AGE_OVER_GRADE[0], grade + _AGE_OVER_GRADE[1]
+        if not low <= age <= high:
+            self._error("school_year", f"a pupil born in {dob.year} would be about {age} "
+                                       f"when school year {school_year} starts; grade "
+                                       f"{grade} is for ages {low}-{high}")
 
     def integer(
         self, obj: dict[str, Any] | None, key: str, path: str, *, low: int, high: int
@@ -293,7 +338,8 @@ class _Validator:
             return None
         return parsed
 
-    def school_year(self, obj: dict[str, Any] | None, key: str, path: str) -> str | None:
+    def school_year(self, obj: dict[str, Any] | None, key: str, path: str, *,
+                    this_year: int) -> str | None:
         value = self.string(obj, key, path)
         if value is None:
             return None
@@ -303,6 +349,9 @@ class _Validator:
             return None
         if int(match.group(2)) != int(match.group(1)) + 1:
             self._error(path, "the second year must follow the first (e.g. 2024-2025)")
+            return None
+        if not _FIRST_SCHOOL_YEAR <= int(match.group(1)) <= this_year:
+            self._error(path, f"must start between {_FIRST_SCHOOL_YEAR} and {this_year}")
             return None
         return value
 

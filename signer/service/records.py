@@ -66,7 +66,9 @@ class Records:
                ) -> RecordRow:
         """A new record from its rendered PDF (bytes, or a seekable file: a large upload
         is streamed to the store) and its metadata."""
-        meta = check_metadata(metadata_raw, known_record_types=set(self.policies))
+        meta = check_metadata(metadata_raw, known_record_types=set(self.policies),
+                              grades={k: p.grades for k, p in self.policies.items()
+                                      if p.grades})
         if not actor.client.covers(meta.school_code):
             raise NotFound(f"school {meta.school_code} is not covered by this API key",
                            code="school_not_found")
