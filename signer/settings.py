@@ -32,11 +32,16 @@ class Settings:
     policy_dir: Path = REPO_ROOT / "policies"
     stamp_font: Path = Path(DEFAULT_FONT)
     max_pdf_bytes: int = 50 * 1024 * 1024
+    max_pdf_pages: int = 2000  # a record has 2-30 (signer.inputs.pdfscan.DEFAULT_MAX_PAGES)
+    max_pdf_objects: int = 500_000  # cross-reference entries
+    max_pdf_tree_depth: int = 32  # page tree levels
+    max_pdf_nesting: int = 64  # arrays and dictionaries nested in one object
     revocation_cache_seconds: int = 600
     network_timeout_seconds: int = 20
     public_base_url: str = "http://127.0.0.1:8080"
     session_ttl_seconds: int = 900
     job_lease_seconds: int = 60
+    finish_grace_seconds: float = 30.0  # all signed, not archived: the service finishes it
     evidence_policy: str = ""  # a TOML like policies/crypto/evidence.toml ("": that one)
 
     @property
@@ -60,11 +65,16 @@ _ENV_NAMES = {
     "policy_dir": "HOCBA_POLICY_DIR",
     "stamp_font": "HOCBA_STAMP_FONT",
     "max_pdf_bytes": "HOCBA_MAX_PDF_BYTES",
+    "max_pdf_pages": "HOCBA_MAX_PDF_PAGES",
+    "max_pdf_objects": "HOCBA_MAX_PDF_OBJECTS",
+    "max_pdf_tree_depth": "HOCBA_MAX_PDF_TREE_DEPTH",
+    "max_pdf_nesting": "HOCBA_MAX_PDF_NESTING",
     "revocation_cache_seconds": "HOCBA_REVOCATION_CACHE_SECONDS",
     "network_timeout_seconds": "HOCBA_NETWORK_TIMEOUT_SECONDS",
     "public_base_url": "HOCBA_PUBLIC_BASE_URL",
     "session_ttl_seconds": "HOCBA_SESSION_TTL_SECONDS",
     "job_lease_seconds": "HOCBA_JOB_LEASE_SECONDS",
+    "finish_grace_seconds": "HOCBA_FINISH_GRACE_SECONDS",
     "evidence_policy": "HOCBA_EVIDENCE_POLICY",
 }
 
@@ -77,6 +87,10 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return int(value)
+        if kind in (float, "float"):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
         return str(value)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"setting {name}: {value!r} is not a valid {kind}") from e

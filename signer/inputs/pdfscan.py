@@ -25,12 +25,26 @@ from typing import IO, Any, BinaryIO, cast
 import pikepdf
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
+from pyhanko.pdf_utils.metadata import model as xmp_model
+from pyhanko.pdf_utils.metadata import xmp_xml
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signer.errors import HocbaError, InvalidInput, PdfRejected, RequestError
 from signer.inputs.text import safe_text
 
-__all__ = ["PdfFacts", "check_pdf"]
+__all__ = ["DEFAULT_MAX_NESTING", "DEFAULT_MAX_OBJECTS", "DEFAULT_MAX_PAGES",
+           "DEFAULT_MAX_TREE_DEPTH", "PdfFacts", "check_pdf"]
+
+# Limits (Settings: max_pdf_pages, max_pdf_objects, max_pdf_tree_depth). A record has
+# 2-30 pages, a few hundred objects and a page tree 1-3 levels deep.
+DEFAULT_MAX_PAGES = 2000
+DEFAULT_MAX_OBJECTS = 500_000
+DEFAULT_MAX_TREE_DEPTH = 32  # pyHanko walks the page tree recursively
+# Arrays and dictionaries nested in one object: pyHanko reads, writes and compares them
+# recursively (a catalog holding 500 nested arrays signs, but its signatures no longer
+# validate); real documents nest a few levels.
+DEFAULT_MAX_NESTING = 64
+_MAX_XREF_SECTIONS = 1000  # a /Prev chain read before the parser
 
 # Action types (/S) that run code, reach outside the document, or play media.
 ACTIVE_ACTION_TYPES: frozenset[str] = frozenset(
@@ -92,9 +106,25 @@ class PdfFacts:
     """Number of cross-reference sections (1 + incremental updates)."""
 
 
-def check_pdf(data: bytes | IO[bytes], *, max_bytes: int) -> PdfFacts:
+@dataclass(frozen=True)
+class _Limits:
+    pages: int
+    objects: int
+    tree_depth: int
+    nesting: int
+
+
+def check_pdf(data: bytes | IO[bytes], *, max_bytes: int, max_pages: int = DEFAULT_MAX_PAGES,
+              max_objects: int = DEFAULT_MAX_OBJECTS,
+              max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
+              max_nesting: int = DEFAULT_MAX_NESTING) -> PdfFacts:
     """Accept an uploaded record PDF (bytes, or a seekable file: a large upload need not
-    be in memory) or raise a request error with a stable code."""
+    be in memory) or raise a request error with a stable code. What it accepts, every
+    signing path can sign: the page tree and the XMP metadata are checked as pyHanko
+    reads them when it signs, and documents above the limits are refused from counts
+    read before any parsing (the cross-reference sections' sizes, the page tree's
+    /Count)."""
+    limits = _Limits(max_pages, max_objects, max_tree_depth, max_nesting)
     if isinstance(data, bytes | bytearray | memoryview):
         stream: IO[bytes] = BytesIO(data)
     else:
@@ -119,7 +149,12 @@ def check_pdf(data: bytes | IO[bytes], *, max_bytes: int) -> PdfFacts:
         )
     stream.seek(0)
     try:
-        return _inspect_pdf(stream)
+        declared = _declared_objects(stream, size)
+        if declared is not None and declared > max_objects:
+            raise _too_complex(f"the PDF declares {declared} objects; at most "
+                               f"{max_objects} are accepted")
+        stream.seek(0)
+        return _inspect_pdf(stream, limits)
     except HocbaError:
         raise
     except Exception as e:  # anything the parser throws at garbage is a malformed file
@@ -134,8 +169,86 @@ def _malformed(detail: str) -> PdfRejected:
     return PdfRejected(detail, code="pdf_malformed")
 
 
-def _inspect_pdf(stream: IO[bytes]) -> PdfFacts:
+def _too_complex(detail: str) -> InvalidInput:
+    return InvalidInput(detail, code="pdf_too_complex")
+
+
+def _tree_invalid(detail: str) -> PdfRejected:
+    return PdfRejected(detail, code="pdf_page_tree_invalid")
+
+
+def _xmp_invalid(detail: str) -> InvalidInput:
+    return InvalidInput(detail, code="pdf_xmp_invalid")
+
+
+_START_XREF = re.compile(rb"startxref\s+(\d+)\s*%%EOF", re.S)
+_SUBSECTION = re.compile(rb"\s*(\d+)\s+(\d+)[ \t]*\r?\n?")
+_SIZE = re.compile(rb"/Size\s+(\d+)")
+_PREV = re.compile(rb"/Prev\s+(\d+)")
+_XREF_STM = re.compile(rb"/XRefStm\s+(\d+)")
+_INDEX = re.compile(rb"/Index\s*\[([\d\s]*)\]")
+_DICT_WINDOW = 4096
+
+
+def _declared_objects(stream: IO[bytes], size: int) -> int | None:
+    """How many objects the cross-reference sections declare, read without parsing the
+    document: the largest /Size, or more entries if a classic table lists more (its
+    subsection headers give their counts; the entries are skipped, not read). None when
+    the sections cannot be found this way (the parser then says what is wrong)."""
+    stream.seek(max(size - _EOF_WINDOW, 0))
+    found = list(_START_XREF.finditer(stream.read(_EOF_WINDOW)))
+    if not found:
+        return None
+    pending = [int(found[-1].group(1))]
+    seen: set[int] = set()
+    largest = 0
+    while pending and len(seen) < _MAX_XREF_SECTIONS:
+        offset = pending.pop()
+        if offset in seen or offset >= size:
+            continue
+        seen.add(offset)
+        stream.seek(offset)
+        head = stream.read(_DICT_WINDOW)
+        if head.startswith(b"xref"):
+            entries, at = 0, offset + 4
+            while True:
+                stream.seek(at)
+                line = stream.read(64)
+                match = _SUBSECTION.match(line)
+                if match is None:
+                    break
+                count = int(match.group(2))
+                entries += count
+                at += match.end() + 20 * count  # entries are 20 bytes each
+                if entries > largest:
+                    largest = entries
+            stream.seek(at)
+            head = stream.read(_DICT_WINDOW)
+            end = head.find(b"startxref")
+            head = head[:end] if end >= 0 else head
+        else:
+            end = head.find(b"stream")
+            head = head[:end] if end >= 0 else head
+            index = _INDEX.search(head)
+            if index is not None:
+                counts = index.group(1).split()[1::2]
+                largest = max(largest, sum(int(c) for c in counts))
+        for pattern in (_SIZE,):
+            match = pattern.search(head)
+            if match is not None:
+                largest = max(largest, int(match.group(1)))
+        pending += [int(m.group(1)) for m in (_PREV.search(head), _XREF_STM.search(head))
+                    if m is not None]
+    return largest or None
+
+
+def _inspect_pdf(stream: IO[bytes], limits: _Limits) -> PdfFacts:
     reader = PdfFileReader(stream, strict=True)
+    entries = sum(len(reader.xrefs.explicit_refs_in_revision(r))
+                  for r in range(reader.xrefs.total_revisions))
+    if entries > limits.objects:
+        raise _too_complex(f"the PDF has {entries} cross-reference entries; at most "
+                           f"{limits.objects} are accepted")
     if "/Encrypt" in reader.trailer:
         raise PdfRejected(
             "the PDF is encrypted; upload a plain, unencrypted document",
@@ -149,13 +262,14 @@ def _inspect_pdf(stream: IO[bytes]) -> PdfFacts:
     if not isinstance(root, generic.DictionaryObject):
         raise _malformed("the document catalog is not a dictionary")
 
+    _check_page_count(reader, root, limits)
     findings: list[str] = []
     signatures: list[str] = []
-    if not _qpdf_screen_clean(stream, reader):
-        walk = _ObjectWalk(reader)
+    if not _qpdf_screen_clean(stream, reader, max_nesting=limits.nesting):
+        walk = _ObjectWalk(reader, limits.nesting)
         walk.run()
         findings, signatures = walk.findings, walk.signatures
-    page_count = _count_pages(reader, root)
+    page_count = _count_pages(reader, root, limits)
     sig_fields, has_acroform = _signature_fields(reader, root)
 
     signed = list(signatures)
@@ -183,6 +297,7 @@ def _inspect_pdf(stream: IO[bytes]) -> PdfFacts:
         raise _malformed("the PDF header has no version number")
     header_version = (int(header_match.group(1)), int(header_match.group(2)))
     effective = max(header_version, _catalog_version(reader, root) or (0, 0))
+    _check_xmp_as_signing_updates_it(reader, root)
     xmp = _xmp_bytes(reader, root)
     pdfa = _pdfa_conformance(xmp) if xmp is not None else None
     return PdfFacts(
@@ -246,29 +361,34 @@ class _ObjectWalk:
     object numbers; direct objects cannot form cycles); collect what is active
     content and what is a signature."""
 
-    def __init__(self, reader: PdfFileReader) -> None:
+    def __init__(self, reader: PdfFileReader, max_nesting: int = 10**9) -> None:
         self.reader = reader
+        self.max_nesting = max_nesting
         self.seen: set[tuple[int, int]] = set()
         self.findings: list[str] = []
         self.signatures: list[str] = []
         self._reported: set[str] = set()
-        self._queue: deque[tuple[Any, _Path, _Owner]] = deque()
+        # (object, where, owning object, arrays and dictionaries it is nested in)
+        self._queue: deque[tuple[Any, _Path, _Owner, int]] = deque()
 
     def run(self) -> None:
         trailer = self.reader.trailer_view
         for key, value in dict.items(trailer):
-            self._queue.append((value, ("", "/" + safe_text(key[1:])), None))
+            self._queue.append((value, ("", "/" + safe_text(key[1:])), None, 1))
         self._drain()
         for idnum, generation in _live_refs(self.reader):
             if (idnum, generation) not in self.seen:
                 ref = generic.IndirectObject(idnum, generation, self.reader)
-                self._queue.append((ref, _ORPHAN, None))
+                self._queue.append((ref, _ORPHAN, None, 0))
                 self._drain()
 
     def _drain(self) -> None:
         queue = self._queue
         while queue:
-            obj, path, owner = queue.popleft()
+            obj, path, owner, depth = queue.popleft()
+            if depth > self.max_nesting:
+                raise _too_complex(f"arrays and dictionaries nest more than "
+                                   f"{self.max_nesting} levels deep in {_where(path, owner)}")
             if isinstance(obj, generic.IndirectObject):
                 key = (obj.idnum, obj.generation)
                 if key in self.seen:
@@ -276,14 +396,15 @@ class _ObjectWalk:
                 self.seen.add(key)
                 if self.reader.xrefs[obj.reference] is None:
                     continue  # a reference to an undefined object is null (ISO 32000 7.3.10)
-                queue.append((self.reader.get_object(obj.reference), path, key))
+                queue.append((self.reader.get_object(obj.reference), path, key, 0))
             elif isinstance(obj, generic.DictionaryObject):
                 self._check_dict(obj, path, owner)
                 for key_name, value in dict.items(obj):
-                    queue.append((value, (path, "/" + safe_text(key_name[1:])), owner))
+                    queue.append((value, (path, "/" + safe_text(key_name[1:])), owner,
+                                  depth + 1))
             elif isinstance(obj, generic.ArrayObject):
                 for index, value in enumerate(list.__iter__(obj)):
-                    queue.append((value, (path, f"[{index}]"), owner))
+                    queue.append((value, (path, f"[{index}]"), owner, depth + 1))
 
     def _resolve(self, obj: Any) -> Any:
         for _ in range(_MAX_REF_CHAIN):
@@ -369,7 +490,8 @@ _BARE_REFERENCE = re.compile(rb'"\d+ \d+ R"')
 _JSON_REFERENCE = re.compile(r"(\d+) (\d+) R")
 
 
-def _qpdf_screen_clean(stream: IO[bytes], reader: PdfFileReader) -> bool:
+def _qpdf_screen_clean(stream: IO[bytes], reader: PdfFileReader,
+                       max_nesting: int = DEFAULT_MAX_NESTING) -> bool:
     """True when qpdf (C++, through pikepdf) reads every object without a warning, holds
     the same objects as pyHanko's cross-reference data, and none of them carries a name
     _ObjectWalk would act on. Anything else (even a harmless /OpenAction destination
@@ -412,12 +534,31 @@ def _qpdf_screen_clean(stream: IO[bytes], reader: PdfFileReader) -> bool:
             joined = b"\n".join(texts)
             if _SCREEN_TOKENS.search(joined) or _UNUSUAL_NAME.search(joined):
                 return False
+            if _json_nesting(joined) > max_nesting:
+                return False  # the walk words the refusal
             return all(_OPEN_ACTION not in text or _open_actions_are_destinations(pdf, text)
                        for text in texts)
     except Exception:  # qpdf refused it: the walk says why, in pyHanko's words
         return False
     finally:
         stream.seek(0)
+
+
+_JSON_TOKEN = re.compile(rb'[\[\]{}]|"(?:[^"\\]|\\.)*"')
+
+
+def _json_nesting(text: bytes) -> int:
+    """How deep arrays and objects nest in qpdf's JSON of one or more objects (the
+    outer object of a dictionary counts as one level, as in the walk)."""
+    deepest = depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()[:1]
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def _odd_syntax(data: bytes) -> bool:
@@ -488,35 +629,89 @@ def _deref_strict(reader: PdfFileReader, obj: Any) -> Any:
     raise _malformed("a chain of references to references is too long")
 
 
-def _count_pages(reader: PdfFileReader, root: generic.DictionaryObject) -> int:
+def _check_page_count(reader: PdfFileReader, root: generic.DictionaryObject,
+                      limits: _Limits) -> None:
+    """Refuse on the page tree root's declared /Count before anything walks it."""
+    if "/Pages" not in root:
+        return  # _count_pages says so
+    tree_root = _deref_strict(reader, dict.__getitem__(root, "/Pages"))
+    if isinstance(tree_root, generic.DictionaryObject):
+        declared = _deref_strict(reader, dict.get(tree_root, "/Count", generic.NullObject()))
+        if isinstance(declared, int) and declared > limits.pages:
+            raise _too_complex(f"the PDF declares {declared} pages; at most {limits.pages} "
+                               "are accepted")
+
+
+def _count_pages(reader: PdfFileReader, root: generic.DictionaryObject,
+                 limits: _Limits) -> int:
+    """Walk the page tree as pyHanko does when it finds a page to sign on (rw_common's
+    _walk_page_tree): the root and every kid an indirect reference, every node typed
+    /Pages or /Page, every /Pages node's /Count its number of pages (pyHanko skips
+    subtrees by it), and (it recurses) a bounded depth."""
     if "/Pages" not in root:
         raise _malformed("the document catalog has no page tree (/Pages)")
-    tree_root = _deref_strict(reader, dict.__getitem__(root, "/Pages"))
+    raw_root = dict.__getitem__(root, "/Pages")
+    tree_root = _deref_strict(reader, raw_root)
     if not isinstance(tree_root, generic.DictionaryObject):
         raise _malformed("the page tree root is not a dictionary")
+    if not isinstance(raw_root, generic.IndirectObject):
+        raise _tree_invalid("the page tree root (/Pages) is not an indirect object")
 
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int]] = {(raw_root.idnum, raw_root.generation)}
     pages = 0
-    stack: list[generic.PdfObject] = [dict.__getitem__(root, "/Pages")]
-    while stack:
-        raw = stack.pop()
-        if isinstance(raw, generic.IndirectObject):
-            key = (raw.idnum, raw.generation)
-            if key in seen:
-                raise _malformed(f"the page tree reaches object {key[0]} {key[1]} twice")
-            seen.add(key)
-        node = _deref_strict(reader, raw)
-        if not isinstance(node, generic.DictionaryObject):
-            raise _malformed("a page tree node is not a dictionary")
-        if "/Kids" in node:
-            kids = _deref_strict(reader, dict.__getitem__(node, "/Kids"))
-            if not isinstance(kids, generic.ArrayObject):
-                raise _malformed("a page tree node's /Kids is not an array")
-            stack.extend(reversed(kids))
-        elif dict.get(node, "/Type") == "/Pages":
+    # (node, its kids, the next kid to visit, pages before the node)
+    stack: list[tuple[generic.DictionaryObject, list[Any], int, int]] = []
+
+    def enter(node: generic.DictionaryObject) -> None:
+        if "/Kids" not in node:
             raise _malformed("a page tree node has no /Kids")
+        kids = _deref_strict(reader, dict.__getitem__(node, "/Kids"))
+        if not isinstance(kids, generic.ArrayObject):
+            raise _malformed("a page tree node's /Kids is not an array")
+        if len(stack) >= limits.tree_depth:
+            raise _too_complex(f"the page tree is more than {limits.tree_depth} levels deep")
+        stack.append((node, list(list.__iter__(kids)), 0, pages))
+
+    if not _is_type(reader, tree_root, "/Pages") and "/Kids" not in tree_root:
+        raise _malformed("the page tree root is not a /Pages node")
+    enter(tree_root)
+    while stack:
+        node, kids, next_kid, before = stack[-1]
+        if next_kid == len(kids):
+            stack.pop()
+            if stack:  # an inner node: pyHanko skips it by its /Count
+                declared = _deref_strict(reader, dict.get(node, "/Count"))
+                if not isinstance(declared, int) or declared != pages - before:
+                    shown = declared if isinstance(declared, int) else "(none)"
+                    raise _tree_invalid(f"a page tree node declares /Count {shown} but "
+                                        f"holds {pages - before} pages")
+            continue
+        stack[-1] = (node, kids, next_kid + 1, before)
+        raw = kids[next_kid]
+        if not isinstance(raw, generic.IndirectObject):
+            raise _tree_invalid("a page tree node lists a kid that is not an indirect "
+                                "reference (a page written inside /Kids)")
+        key = (raw.idnum, raw.generation)
+        if key in seen:
+            raise _malformed(f"the page tree reaches object {key[0]} {key[1]} twice")
+        seen.add(key)
+        kid = _deref_strict(reader, raw)
+        if not isinstance(kid, generic.DictionaryObject):
+            raise _malformed("a page tree node is not a dictionary")
+        if "/Kids" in kid:
+            if not _is_type(reader, kid, "/Pages"):
+                raise _tree_invalid(f"page tree node {key[0]} {key[1]} has /Kids but is "
+                                    "not of /Type /Pages")
+            enter(kid)
+        elif _is_type(reader, kid, "/Pages"):
+            raise _malformed("a page tree node has no /Kids")
+        elif not _is_type(reader, kid, "/Page"):
+            raise _tree_invalid(f"page tree leaf {key[0]} {key[1]} is not of /Type /Page")
         else:
             pages += 1
+            if pages > limits.pages:
+                raise _too_complex(f"the PDF has more than {limits.pages} pages")
+            _check_annotations(reader, kid, key)
 
     declared = _deref_strict(reader, dict.get(tree_root, "/Count", generic.NullObject()))
     if not isinstance(declared, int) or declared != pages:
@@ -525,6 +720,61 @@ def _count_pages(reader: PdfFileReader, root: generic.DictionaryObject) -> int:
     if pages == 0:
         raise _malformed("the PDF has no pages")
     return pages
+
+
+def _check_annotations(reader: PdfFileReader, page: generic.DictionaryObject,
+                       key: tuple[int, int]) -> None:
+    """A page's /Annots, which the stamp and every signature field are added to and which
+    validation reads back: an array of annotation dictionaries. A dangling reference
+    there signs, but no signature on the document then validates."""
+    if "/Annots" not in page:
+        return
+    annots = _deref_strict(reader, dict.__getitem__(page, "/Annots"))
+    if isinstance(annots, generic.NullObject):
+        return
+    if not isinstance(annots, generic.ArrayObject):
+        raise _tree_invalid(f"page {key[0]} {key[1]} has an /Annots that is not an array")
+    for item in list.__iter__(annots):
+        if isinstance(item, generic.IndirectObject) and reader.xrefs[item.reference] is None:
+            raise _tree_invalid(f"page {key[0]} {key[1]} lists an annotation that does not "
+                                "exist")
+        if not isinstance(_deref_strict(reader, item), generic.DictionaryObject):
+            raise _tree_invalid(f"page {key[0]} {key[1]} lists an annotation that is not a "
+                                "dictionary")
+
+
+def _is_type(reader: PdfFileReader, node: generic.DictionaryObject, name: str) -> bool:
+    return bool(_deref_strict(reader, dict.get(node, "/Type")) == name)
+
+
+def _check_xmp_as_signing_updates_it(reader: PdfFileReader,
+                                     root: generic.DictionaryObject) -> None:
+    """Every pyHanko write (the QR stamp, each signature, the document timestamp) updates
+    the catalog's XMP metadata (BasePdfFileWriter._update_meta): it reads /Metadata as a
+    MetadataStream, parses it with pyHanko's own XMP parser (xmp_xml.parse_xmp: UTF-8
+    unless the packet header's BOM says otherwise, lxml, no entities), merges the new
+    dates and producer in and serialises it again. Do the same here, on a copy."""
+    if "/Metadata" not in root:
+        return
+    raw = dict.__getitem__(root, "/Metadata")
+    target = _deref_strict(reader, raw)
+    if isinstance(target, generic.NullObject):
+        # pyHanko finds the key but root['/Metadata'] raises KeyError
+        raise _xmp_invalid("the catalog's /Metadata is null; remove it or give a stream")
+    if not isinstance(raw, generic.IndirectObject) or not isinstance(
+            target, generic.StreamObject):
+        return  # not a metadata stream: pyHanko writes a new one
+    try:
+        data = target.read_data(DecodePurpose.XMP_METADATA)
+        roots = xmp_xml.parse_xmp(BytesIO(data))
+        meta = xmp_model.DocumentMetadata(last_modified="now")
+        xmp_xml.serialise_xmp(xmp_xml.update_xmp_with_meta(meta, roots=roots), BytesIO())
+    except Exception as e:  # what pyHanko would raise at signing
+        cause = e.__cause__ if isinstance(e, xmp_xml.XmpXmlProcessingError) else None
+        reason = _describe_exception(e) + (f" ({_describe_exception(cause)})"
+                                           if cause is not None else "")
+        raise _xmp_invalid(f"the XMP metadata (/Metadata) cannot be read as pyHanko reads "
+                           f"it to sign: {reason}") from e
 
 
 def _signature_fields(

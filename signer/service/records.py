@@ -21,7 +21,7 @@ from signer.pades import qrstamp
 from signer.policy import Policy
 from signer.service.actors import Actor
 from signer.service.documents import Documents, scratch_file
-from signer.service.views import record_view
+from signer.service.views import ARCHIVING, record_view, view_status
 from signer.settings import Settings
 
 RECORD_EXISTS = ("a record for this pupil, school year and record type exists; "
@@ -45,9 +45,13 @@ class Records:
 
     def view(self, row: RecordRow) -> dict[str, Any]:
         versions = self.index.list_versions(row.id) if row.status == ARCHIVED else None
-        return record_view(row, self.policies.get(row.record_type),
-                           self.index.list_signatures(row.id), versions,
-                           self.settings.public_base_url)
+        signatures = self.index.list_signatures(row.id)
+        policy = self.policies.get(row.record_type)
+        archiving = (self.index.archiving_attempts(row.id)
+                     if view_status(row, policy, {s.role for s in signatures}) == ARCHIVING
+                     else None)
+        return record_view(row, policy, signatures, versions, self.settings.public_base_url,
+                           archiving=archiving)
 
     @staticmethod
     def area(row: RecordRow) -> Area:
@@ -72,7 +76,10 @@ class Records:
         if not actor.client.covers(meta.school_code):
             raise NotFound(f"school {meta.school_code} is not covered by this API key",
                            code="school_not_found")
-        check_pdf(pdf, max_bytes=self.settings.max_pdf_bytes)
+        s = self.settings
+        check_pdf(pdf, max_bytes=s.max_pdf_bytes, max_pages=s.max_pdf_pages,
+                  max_objects=s.max_pdf_objects, max_tree_depth=s.max_pdf_tree_depth,
+                  max_nesting=s.max_pdf_nesting)
         policy = self.policies[meta.record_type]
         # Uniqueness is per school: whether another school holds a record for this pupil
         # is never looked at, so no answer can tell (docs/CONTRACT.md, "Transfers").

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
 
 from asn1crypto import x509
+from pyhanko.pdf_utils.metadata.xmp_xml import XmpXmlProcessingError
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
@@ -235,12 +237,12 @@ class SigningStep:
         return [None if r is None else _as_problem(r) for r in results]
 
     def _guard(self, fn: Any) -> Outcome:
+        """`fn` (commit, archiving) as an outcome: any failure becomes a problem with a
+        stable code (`_as_problem`); BaseExceptions that are not Exceptions propagate."""
         try:
             result: RecordRow = fn()
-        except HocbaError as e:
-            return e
-        except ArchiveError as e:
-            return from_archive(e, default_code="index_error")
+        except Exception as e:
+            return _as_problem(e, default_code="index_error")
         return result
 
     def commit(self, actor: Actor, target: Target, signed: bytes | BinaryIO,
@@ -268,15 +270,32 @@ class SigningStep:
         return row
 
 
-def _as_problem(error: BaseException) -> HocbaError:
-    """A producer's failure as the record's outcome."""
+# What pyHanko (and what it uses) raises on a document it cannot read or write: the
+# record's document, not a dependency, is at fault (422 record_unreadable).
+_DOCUMENT_ERRORS: tuple[type[Exception], ...] = (PdfError, XmpXmlProcessingError,
+                                                 RecursionError, LookupError, UnicodeError,
+                                                 AssertionError)
+
+
+def _as_problem(error: BaseException, *, default_code: str = "store_error") -> HocbaError:
+    """A failure while producing, committing or archiving as the record's outcome, a
+    problem with a stable code: a HocbaError as it is; an archive error through
+    `from_archive`; a document pyHanko cannot read 422 record_unreadable; anything else
+    a 503 signing_failed. Unexpected ones are logged once, with their traceback.
+    BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit,
+    cancellation) propagate."""
     if isinstance(error, HocbaError):
         return error
     if isinstance(error, ArchiveError):
-        return from_archive(error, default_code="store_error")
-    if isinstance(error, (SigningError, TimestampRequestError, OSError)):
-        return DependencyError(f"signing failed: {error}", code="signing_failed")
+        return from_archive(error, default_code=default_code)
     if not isinstance(error, Exception):
         raise error  # KeyboardInterrupt, SystemExit, cancellation
+    if isinstance(error, (SigningError, TimestampRequestError, OSError)):
+        return DependencyError(f"signing failed: {error}", code="signing_failed")
+    if isinstance(error, _DOCUMENT_ERRORS):
+        log.error("the record's document cannot be signed", exc_info=error)
+        return InvalidInput("the record's document cannot be read or updated to sign it "
+                            f"({type(error).__name__}); upload a corrected record with "
+                            "`supersedes`", code="record_unreadable")
     log.error("signing failed unexpectedly", exc_info=error)
     return DependencyError(f"signing failed: {type(error).__name__}", code="signing_failed")

@@ -27,7 +27,8 @@ from signer.pades import twostep
 from signer.pades.context import SigningServices
 from signer.service.actors import Actor
 from signer.service.documents import Documents
-from signer.service.signing import SigningStep, Target
+from signer.service.keysigning import finishing_later
+from signer.service.signing import SigningStep, Target, _as_problem
 from signer.settings import Settings
 
 
@@ -120,8 +121,11 @@ class TwoStep:
         target = self.step.target(actor.client, record_id, role_name)
         self.step.check_signer(target, certs[0], certs[1:])
         with self.step.open_current(target) as current:
-            prepared = run(twostep.prepare(current, certs[0], certs[1:], target.job,
-                                           self.services))
+            try:
+                prepared = run(twostep.prepare(current, certs[0], certs[1:], target.job,
+                                               self.services))
+            except Exception as e:  # an unreadable document: a problem, never a 500
+                raise _as_problem(e) from e
         obj = self.documents.put(prepared.prepared_pdf, Area.WORKING)
         state = {"record_id": target.row.id, "expected_sha256": target.row.current_sha256,
                  "prepared_sha256": obj.sha256,
@@ -211,6 +215,11 @@ class TwoStep:
         outcome = self._sign(actor, session, {state["record_id"]: (state, value)})
         result = outcome[state["record_id"]]
         if isinstance(result, HocbaError):
+            if result.status >= 500 and any(
+                    s.role == session.role
+                    for s in self.step.index.list_signatures(state["record_id"])):
+                self._close(actor, session)  # signed; archiving failed: hocba finishes it
+                raise finishing_later(result)
             raise result
         self._close(actor, session)
         return result

@@ -67,6 +67,9 @@ ACCEPTED: list[Callable[[], bytes]] = [
     pdfs.uri_link_pdf,
     pdfs.action_cycle_pdf,  # reference cycles terminate
     pdfs.dangling_reference_pdf,  # an undefined object is null
+    pdfs.xmp_valid_pdf,
+    pdfs.xmp_utf16_pdf,  # the packet header's BOM names the encoding
+    pdfs.three_level_page_tree_pdf,
 ]
 
 
@@ -116,6 +119,20 @@ REFUSED: list[tuple[Callable[[], bytes], type[HocbaError], int, str, str]] = [
     (pdfs.count_mismatch_pdf, PdfRejected, 400, "pdf_malformed", "/Count 7"),
     (pdfs.page_tree_cycle_pdf, PdfRejected, 400, "pdf_malformed", "twice"),
     (pdfs.signed_pdf, InvalidInput, 422, "pdf_already_signed", "'Sig_GVCN' is signed"),
+    # what pyHanko cannot sign (issue 14), refused as pyHanko reads it
+    (pdfs.xmp_invalid_xml_pdf, InvalidInput, 422, "pdf_xmp_invalid", "XmpXmlProcessingError"),
+    (pdfs.xmp_not_utf8_pdf, InvalidInput, 422, "pdf_xmp_invalid", "UnicodeDecodeError"),
+    (pdfs.xmp_duplicate_field_pdf, InvalidInput, 422, "pdf_xmp_invalid", "Duplicate field"),
+    (pdfs.xmp_null_pdf, InvalidInput, 422, "pdf_xmp_invalid", "/Metadata is null"),
+    (pdfs.direct_kid_pdf, PdfRejected, 400, "pdf_page_tree_invalid", "inside /Kids"),
+    (pdfs.inner_count_mismatch_pdf, PdfRejected, 400, "pdf_page_tree_invalid", "/Count 5"),
+    (pdfs.untyped_leaf_pdf, PdfRejected, 400, "pdf_page_tree_invalid", "not of /Type /Page"),
+    (pdfs.dangling_annotation_pdf, PdfRejected, 400, "pdf_page_tree_invalid",
+     "annotation that does not exist"),
+    (pdfs.deep_page_tree_pdf, InvalidInput, 422, "pdf_too_complex", "32 levels deep"),
+    (pdfs.declared_pages_pdf, InvalidInput, 422, "pdf_too_complex", "1000000 pages"),
+    (pdfs.declared_objects_pdf, InvalidInput, 422, "pdf_too_complex", "10000000 objects"),
+    (pdfs.nested_catalog_pdf, InvalidInput, 422, "pdf_too_complex", "64 levels deep"),
     (
         pdfs.open_action_js_pdf,
         InvalidInput,
@@ -209,6 +226,43 @@ def test_too_large(form: str, as_upload: Any) -> None:
         check_pdf(as_upload(data, form), max_bytes=len(data) - 1)
     assert (caught.value.status, caught.value.code) == (413, "pdf_too_large")
     assert check_pdf(as_upload(data, form), max_bytes=len(data)).page_count == 1
+
+
+def test_limits_are_the_settings_defaults_and_apply() -> None:
+    from signer.inputs import pdfscan
+    from signer.settings import Settings
+
+    settings = Settings()
+    assert (settings.max_pdf_pages, settings.max_pdf_objects, settings.max_pdf_tree_depth,
+            settings.max_pdf_nesting) == (pdfscan.DEFAULT_MAX_PAGES, pdfscan.DEFAULT_MAX_OBJECTS,
+                                          pdfscan.DEFAULT_MAX_TREE_DEPTH,
+                                          pdfscan.DEFAULT_MAX_NESTING)
+    sample = pdfs.pdfa_sample()  # 2 pages, 288 objects
+    assert check_pdf(sample, max_bytes=MAX, max_pages=2).page_count == 2
+    for limits, fragment in [({"max_pages": 1}, "2 pages"),
+                             ({"max_objects": 100}, "288 objects"),
+                             ({"max_tree_depth": 0}, "0 levels deep")]:
+        with pytest.raises(InvalidInput) as caught:
+            check_pdf(sample, max_bytes=MAX, **limits)
+        assert caught.value.code == "pdf_too_complex" and fragment in caught.value.detail
+    assert check_pdf(pdfs.three_level_page_tree_pdf(), max_bytes=MAX,
+                     max_tree_depth=3).page_count == 1
+    with pytest.raises(InvalidInput, match="more than 2 levels deep"):
+        check_pdf(pdfs.three_level_page_tree_pdf(), max_bytes=MAX, max_tree_depth=2)
+    assert check_pdf(pdfs.nested_catalog_pdf(20), max_bytes=MAX).page_count == 1
+
+
+def test_counts_are_read_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document declaring too many objects never reaches the parser."""
+    from signer.inputs import pdfscan
+
+    def no_parser(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(pdfscan, "PdfFileReader", no_parser)
+    with pytest.raises(InvalidInput) as caught:
+        check_pdf(pdfs.declared_objects_pdf(600_000), max_bytes=MAX)
+    assert caught.value.code == "pdf_too_complex"
 
 
 def test_parser_errors_are_chained() -> None:

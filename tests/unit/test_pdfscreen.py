@@ -31,7 +31,7 @@ def outcome(data: bytes) -> Any:
 
 def walk_only(monkeypatch: pytest.MonkeyPatch, data: bytes) -> Any:
     with monkeypatch.context() as m:
-        m.setattr(pdfscan, "_qpdf_screen_clean", lambda stream, reader: False)
+        m.setattr(pdfscan, "_qpdf_screen_clean", lambda stream, reader, **limits: False)
         return outcome(data)
 
 
