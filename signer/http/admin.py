@@ -8,12 +8,13 @@ its report. `GET /v1/admin/renewals` counts records due and overdue; `POST
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from signer.http.auth import require
-from signer.http.common import actor, json_body, service
+from signer.http.common import actor, json_body, json_bytes, service
 from signer.http.idempotency import idempotent, request_hash
 
 bp = Blueprint("admin", __name__)
@@ -70,14 +71,15 @@ def evidence_counts() -> dict[str, Any]:
 @bp.post("/v1/admin/evidence")
 @require("archive:admin")
 def start_evidence() -> Response:
-    body = json_body() if request.get_data(cache=True).strip() else {}
+    body = json_body() if json_bytes().strip() else {}
     renew, everything = bool(body.get("renew")), bool(body.get("all"))
 
     def produce() -> tuple[dict[str, Any], int]:
         job = service().jobs().submit_evidence(actor(), renew=renew, everything=everything)
         return {"job_id": job.id, "status": job.status, "total": job.total}, 202
 
-    return idempotent(request_hash(), produce)
+    # the options are part of the request: another set with the same key is a conflict
+    return idempotent(request_hash(json.dumps([renew, everything]).encode()), produce)
 
 
 @bp.get("/v1/admin/evidence/<job_id>")

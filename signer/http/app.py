@@ -13,6 +13,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from archive.errors import ArchiveError
 from signer import fixes
 from signer.errors import HocbaError, from_archive
+from signer.http import metrics
+from signer.http.common import (
+    FORM_PART_MEMORY_BYTES,
+    FormPartTooLarge,
+    Request,
+    form_part_too_large,
+)
 from signer.logs import configure_logging
 from signer.service import Hocba
 from signer.settings import Settings, load_settings
@@ -32,7 +39,10 @@ def create_app(settings: Settings | None = None, *, service: Hocba | None = None
     configure_logging()
     settings = settings or load_settings()
     app = Flask("hocba", static_folder=None)  # no static files: pages inline their CSS
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_pdf_bytes + 1024 * 1024
+    app.request_class = Request  # multipart text parts kept as sent
+    # a request: the PDF and 1 MiB for the rest (a text part: common.FORM_TEXT_MAX_BYTES)
+    app.config["MAX_CONTENT_LENGTH"] = max_request = settings.max_pdf_bytes + 1024 * 1024
+    app.config["MAX_FORM_MEMORY_SIZE"] = FORM_PART_MEMORY_BYTES
     app.extensions["hocba"] = service or Hocba(settings)
 
     from signer.http import admin, archive, jobs, ops, records, sessions, verify
@@ -44,6 +54,7 @@ def create_app(settings: Settings | None = None, *, service: Hocba | None = None
     app.register_blueprint(sessions.bp)
     app.register_blueprint(verify.bp)
     app.register_blueprint(ops.bp)
+    metrics.install(app)  # per-route counts and latencies, the service's timings
 
     @app.before_request
     def _start() -> None:
@@ -76,17 +87,27 @@ def create_app(settings: Settings | None = None, *, service: Hocba | None = None
         log.error("archive error %s: %s", e.code, e)
         return problem_response(from_archive(e))
 
+    @app.errorhandler(FormPartTooLarge)
+    def _part_too_large(e: FormPartTooLarge) -> Response:
+        return problem_response(form_part_too_large())
+
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(e: RequestEntityTooLarge) -> Response:
+        # the whole request over MAX_CONTENT_LENGTH (a JSON view answers its own limit)
         return problem_response(HocbaError(
-            f"the request exceeds {settings.max_pdf_bytes} bytes", code="pdf_too_large",
+            f"the request exceeds {max_request} bytes (a PDF of at most "
+            f"{settings.max_pdf_bytes} bytes and 1 MiB for the rest)", code="pdf_too_large",
             status=413, title="Payload too large"))
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response:
         code = (e.name or "error").lower().replace(" ", "_")
-        return problem_response(HocbaError(e.description or "", code=code,
+        resp = problem_response(HocbaError(e.description or "", code=code,
                                            status=e.code or 500, title=e.name or "Error"))
+        for name, value in e.get_headers():  # Allow on a 405, WWW-Authenticate...
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:

@@ -25,19 +25,26 @@ bp = Blueprint("archive", __name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-SCHOOL_YEAR = re.compile(r"^[0-9]{4}-[0-9]{4}$")
+SCHOOL_YEAR = re.compile(r"[0-9]{4}-[0-9]{4}")
+STUDENT_ID = re.compile(r"[0-9]{12}")
+
+
+def _matching_arg(name: str, pattern: re.Pattern[str], message: str) -> str | None:
+    """The query parameter, when given, in the form openapi.yaml documents (an empty one
+    is not that form either)."""
+    value = request.args.get(name)
+    if value is not None and not pattern.fullmatch(value):
+        raise query_error(name, message)
+    return value
 
 
 def _school_year_arg() -> str | None:
-    year = request.args.get("school_year") or None
-    if year is not None and not SCHOOL_YEAR.match(year):
-        raise query_error("school_year", "a school year such as 2024-2025")
-    return year
+    return _matching_arg("school_year", SCHOOL_YEAR, "a school year such as 2024-2025")
 
 
 def _limit_arg() -> int:
     text = request.args.get("limit")
-    if not text:
+    if text is None:
         return DEFAULT_LIMIT
     try:
         limit = int(text)
@@ -61,14 +68,15 @@ def _bounded_arg(name: str, most: int) -> str | None:
 @bp.get("/v1/archive/records")
 @require("archive:read")
 def list_records() -> dict[str, Any]:
-    status = request.args.get("status") or None
+    status = request.args.get("status")
     if status is not None and status not in STATUSES:
         raise query_error("status", f"one of {', '.join(STATUSES)}")
     query = RecordQuery(
-        student_id_number=_bounded_arg("student_id", 32),
+        student_id_number=_matching_arg("student_id", STUDENT_ID,
+                                        "a personal identification number (12 digits)"),
         record_type=_bounded_arg("record_type", 64),
         school_year=_school_year_arg(), status=status, limit=_limit_arg(),
-        cursor=request.args.get("cursor"),
+        cursor=request.args.get("cursor") or None,  # empty: the first page
         schools=schools_for(client(), request.args.get("school_code") or None))
     return service().catalog.page(query)
 

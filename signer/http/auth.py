@@ -33,6 +33,7 @@ def require(*scopes: str) -> Callable[[F], F]:
                                 code="scope_missing")
             return fn(*args, **kwargs)
 
+        wrapper.required_scopes = scopes  # type: ignore[attr-defined]  # read by the tests
         return cast(F, wrapper)
 
     return deco

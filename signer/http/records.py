@@ -9,7 +9,7 @@ from flask import Blueprint, Response, g, request
 
 from signer.errors import InvalidInput, RequestError
 from signer.http.auth import require
-from signer.http.common import actor, client, json_body, pdf_response, service
+from signer.http.common import actor, client, form_text, json_body, pdf_response, service
 from signer.http.idempotency import idempotent, request_hash
 from signer.service.reads import read_purpose
 
@@ -23,9 +23,7 @@ def create() -> Response:
         raise RequestError("send multipart/form-data with parts `document` and `metadata`",
                            code="multipart_required", status=415)
     upload = request.files.get("document")
-    metadata = request.form.get("metadata")
-    if metadata is None and "metadata" in request.files:
-        metadata = request.files["metadata"].read().decode("utf-8", "replace")
+    metadata = form_text("metadata")  # bytes as sent: check_metadata wants UTF-8
     missing = [name for name, v in (("document", upload), ("metadata", metadata)) if v is None]
     if missing:
         raise InvalidInput(f"missing multipart part(s): {', '.join(missing)}",
@@ -39,7 +37,7 @@ def create() -> Response:
         g.record_id = row.id
         return records.view(row), 201
 
-    return idempotent(request_hash(pdf, metadata.encode()), produce)
+    return idempotent(request_hash(pdf, metadata), produce)
 
 
 @bp.get("/<record_id>")

@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from archive.verification import canonical, display
 from signer.errors import HocbaError, InvalidInput, RequestError
-from signer.http.common import service
+from signer.http.common import FormPartTooLarge, form_part_too_large, service
 from signer.service import publicview
 
 bp = Blueprint("verify", __name__, template_folder="templates")
@@ -60,6 +60,8 @@ def _uploaded_pdf() -> bytes:
                              title="Payload too large")
     try:
         upload = request.files.get("document")
+    except FormPartTooLarge as e:
+        raise form_part_too_large() from e
     except RequestEntityTooLarge as e:
         raise too_large from e
     if upload is None or not upload.filename:

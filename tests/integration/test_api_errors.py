@@ -492,7 +492,7 @@ def test_idempotent_create(app: Any, http: Any, key1: str, samples: dict[str, by
 
 
 def test_idempotent_sign(app: Any, http: Any, key1: str, samples: dict[str, bytes]) -> None:
-    record = _create(app, key1, samples[FPDF2], metadata(FPDF2, school_year="2021-2022"))
+    record = _create(app, key1, samples[FPDF2], metadata(FPDF2, school_year="2025-2026"))
     idem = {"Idempotency-Key": "sign-teacher-5f0e"}
     first = sign(http, key1, record["id"], "teacher", "school-1-teacher", idem)
     assert first.status_code == 200, first.get_data(as_text=True)
@@ -660,3 +660,264 @@ def test_unknown_route_is_problem_json(http: Any) -> None:
     resp = http.put("/v1/records")
     assert resp.status_code == 405
     assert resp.mimetype == PROBLEM_JSON
+
+
+# --- H. bounded bodies (issue 14): JSON depth and size, multipart text parts -----------
+
+# every route that reads a JSON body, with a client that may call it
+JSON_ROUTES = [
+    ("school-1", "/v1/records/{id}/signatures"),
+    ("school-1", "/v1/records/{id}/signing-sessions"),
+    ("school-1", "/v1/signing-sessions/x0/complete"),
+    ("school-1", "/v1/batch-signing-sessions"),
+    ("school-1", "/v1/batch-signing-sessions/x0/complete"),
+    ("school-1", "/v1/batches"),
+    ("school-1", "/v1/archive/records/{id}/share"),
+    ("school-1", "/v1/transfers"),
+    ("admin", "/v1/admin/evidence"),
+]
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"role": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def test_every_json_route_is_in_the_depth_test(app: Any) -> None:
+    """JSON_ROUTES lists every route with a documented JSON body (a new one is added)."""
+    from signer.http.schemas import json_schema
+
+    rules = {r.rule for r in app.url_map.iter_rules()
+             if "POST" in r.methods and json_schema(r.rule, "POST") is not None}
+    listed = {re.sub(r"\{id\}|x0", "", url) for _, url in JSON_ROUTES}
+    assert {re.sub(r"<[^>]+>", "", r) for r in rules} == listed
+
+
+@pytest.mark.parametrize("depth", [40, 1_000, 100_000])
+@pytest.mark.parametrize(("client", "url"), JSON_ROUTES, ids=[u for _, u in JSON_ROUTES])
+def test_deeply_nested_json_is_400_and_changes_nothing(
+        app: Any, http: Any, api_keys: dict[str, str], awaiting: dict[str, Any],
+        client: str, url: str, depth: int) -> None:
+    before = state_of(app)
+    resp = http.post(url.format(id=awaiting["id"]), data=_nested(depth),
+                     headers=auth(api_keys[client]), content_type="application/json")
+    body = problem(resp, 400, "body_too_deep")
+    assert "32" in body["detail"], body
+    assert state_of(app) == before
+
+
+@pytest.mark.parametrize(("client", "url"), JSON_ROUTES, ids=[u for _, u in JSON_ROUTES])
+def test_json_over_its_size_limit_is_413_and_changes_nothing(
+        app: Any, http: Any, api_keys: dict[str, str], awaiting: dict[str, Any],
+        client: str, url: str) -> None:
+    from signer.http.common import JSON_MAX_BYTES
+
+    before = state_of(app)
+    big = json.dumps({"role": "teacher", "key": "x" * JSON_MAX_BYTES}).encode()
+    resp = http.post(url.format(id=awaiting["id"]), data=big,
+                     headers=auth(api_keys[client]), content_type="application/json")
+    body = problem(resp, 413, "body_too_large")
+    assert str(JSON_MAX_BYTES) in body["detail"], body
+    assert state_of(app) == before
+
+
+def test_json_just_under_the_limits_is_read(http: Any, key1: str,
+                                            awaiting: dict[str, Any]) -> None:
+    """Within both limits the body reaches the schema check (422, not 400/413)."""
+    nested: Any = "teacher"
+    for _ in range(30):
+        nested = [nested]
+    body = {"role": nested, "key": "k" * 500_000}
+    problem(http.post(f"/v1/records/{awaiting['id']}/signatures", json=body,
+                      headers=auth(key1)), 422, "body_invalid")
+
+
+def test_json_size_limit_is_exact(http: Any, key1: str, awaiting: dict[str, Any]) -> None:
+    from signer.http.common import JSON_MAX_BYTES
+
+    body = b'{"role": "teacher"}'
+    url = f"/v1/records/{awaiting['id']}/signatures"
+    at_limit = body + b" " * (JSON_MAX_BYTES - len(body))
+    problem(http.post(url, data=at_limit, headers=auth(key1),
+                      content_type="application/json"), 422, "body_invalid")
+    problem(http.post(url, data=at_limit + b" ", headers=auth(key1),
+                      content_type="application/json"), 413, "body_too_large")
+
+
+def test_json_nan_is_not_json(http: Any, key1: str, awaiting: dict[str, Any]) -> None:
+    problem(http.post(f"/v1/records/{awaiting['id']}/signatures",
+                      data=b'{"role": "teacher", "key": NaN}', headers=auth(key1),
+                      content_type="application/json"), 400, "body_invalid_json")
+
+
+def _raw_multipart(parts: list[tuple[str, bytes, str | None]]) -> tuple[bytes, str]:
+    """(body, content type) with each part's bytes exactly as given: (name, bytes, filename)."""
+    boundary = "hocbaboundary7f3a"
+    out = b""
+    for name, data, filename in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename:
+            disposition += f'; filename="{filename}"'
+        out += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+                + ("Content-Type: application/octet-stream\r\n" if filename else "")
+                + "\r\n").encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def _not_utf8_metadata() -> bytes:
+    """The sample's metadata with the pupil's name in Latin-1 bytes, not UTF-8 (what
+    Werkzeug used to turn into U+FFFD)."""
+    meta = metadata(FPDF2, school_year="2026-2027")
+    text = json.dumps(meta, ensure_ascii=False).encode()
+    name = meta["student"]["full_name"].encode()
+    assert name in text
+    return text.replace(name, "Trân Văn An".encode("latin-1", "replace"))
+
+
+@pytest.mark.parametrize("filename", [None, "metadata.json"], ids=["text_part", "file_part"])
+def test_metadata_not_utf8_is_refused_not_repaired(
+        app: Any, http: Any, key1: str, samples: dict[str, bytes], awaiting: dict[str, Any],
+        filename: str | None) -> None:
+    before = state_of(app)
+    data, ctype = _raw_multipart([("document", samples[FPDF2], "r.pdf"),
+                                  ("metadata", _not_utf8_metadata(), filename)])
+    body = problem(http.post("/v1/records", data=data, content_type=ctype,
+                             headers=auth(key1)), 400, "metadata_invalid_json")
+    assert "UTF-8" in body["detail"], body
+    assert state_of(app) == before
+
+
+def test_metadata_utf8_bytes_are_kept_exactly(app: Any, http: Any, key1: str,
+                                              samples: dict[str, bytes]) -> None:
+    """The control: UTF-8 metadata sent as raw bytes (no charset named) is stored as sent,
+    Vietnamese diacritics and all."""
+    meta = metadata(FPDF2)
+    meta["student"].update(id_number="001217099187", full_name="Nguyễn Thị Ánh Tuyết")
+    data, ctype = _raw_multipart([
+        ("document", samples[FPDF2], "r.pdf"),
+        ("metadata", json.dumps(meta, ensure_ascii=False).encode(), None)])
+    resp = http.post("/v1/records", data=data, content_type=ctype, headers=auth(key1))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    row = app.extensions["hocba"].index.get_record(resp.get_json()["id"])
+    assert json.loads(row.metadata_json)["student"]["full_name"] == "Nguyễn Thị Ánh Tuyết"
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000])
+@pytest.mark.parametrize("filename", [None, "metadata.json"], ids=["text_part", "file_part"])
+def test_metadata_over_its_limit_is_413_metadata_too_large(
+        app: Any, http: Any, key1: str, samples: dict[str, bytes], size: int,
+        filename: str | None) -> None:
+    from signer.http.common import FORM_TEXT_MAX_BYTES
+
+    before = state_of(app)
+    meta = metadata(FPDF2, school_year="2017-2018", class_name="x" * size)
+    data, ctype = _raw_multipart([("document", samples[FPDF2], "r.pdf"),
+                                  ("metadata", json.dumps(meta).encode(), filename)])
+    body = problem(http.post("/v1/records", data=data, content_type=ctype,
+                             headers=auth(key1)), 413, "metadata_too_large")
+    assert str(FORM_TEXT_MAX_BYTES) in body["detail"], body
+    assert "52428800" not in body["detail"]
+    assert state_of(app) == before
+
+
+def test_a_large_text_part_on_verify_is_not_a_pdf_problem(http: Any,
+                                                          samples: dict[str, bytes]) -> None:
+    data, ctype = _raw_multipart([("document", samples[FPDF2], "r.pdf"),
+                                  ("note", b"x" * 1_000_000, None)])
+    problem(http.post("/v1/verify", data=data, content_type=ctype), 413,
+            "metadata_too_large")
+
+
+# --- I. answers the router gives (issue 14) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "url", "allowed"), [
+    ("PUT", "/v1/records", {"POST"}),
+    ("DELETE", "/v1/records/x0", {"GET", "HEAD"}),
+    ("GET", "/v1/batches", {"POST"}),
+    ("PATCH", "/verify", {"GET", "HEAD", "POST"}),
+    ("POST", "/healthz", {"GET", "HEAD"}),
+])
+def test_405_is_problem_json_with_allow(http: Any, key1: str, method: str, url: str,
+                                        allowed: set[str]) -> None:
+    resp = http.open(url, method=method, headers=auth(key1))
+    problem(resp, 405, "method_not_allowed")
+    assert {m.strip() for m in resp.headers["Allow"].split(",")} - {"OPTIONS"} == allowed
+
+
+@pytest.mark.parametrize("url", ["/verify/ABCD-EFGH-JKMN-PQRS/document",
+                                 "/verify/x/y/z", "/v1/records/x0/nothing", "/nothing"])
+def test_unknown_path_is_404_problem_json(http: Any, url: str) -> None:
+    problem(http.get(url), 404, "not_found")
+
+
+# --- J. gunicorn's own refusals (issue 14) ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_gunicorn_refusals_are_problem_json(service_env: dict[str, str], live_responder: Any,
+                                            tmp_path: Path, key1: str) -> None:
+    """414 (request line over gunicorn's limit), 431 (a header over its limit, too many
+    headers) and 400 (a malformed request line) come from gunicorn itself, before the
+    app: problem+json too."""
+    import socket
+
+    from tests.integration.gunicorn_service import Service, free_port
+
+    env = {**service_env, "HOCBA_STORE": str(tmp_path / "store"),
+           "HOCBA_INDEX_URL": f"sqlite:///{tmp_path / 'index.sqlite3'}"}
+    svc = Service(env, free_port(), workers=1, threads=2, log=tmp_path / "gunicorn.log")
+    svc.start()
+
+    def raw(request: bytes) -> tuple[int, dict[str, str], bytes]:
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=30) as s:
+            s.sendall(request)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+        return int(status_line.split()[1]), headers, body
+
+    try:
+        cases = [
+            (b"GET /v1/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+             "request_line_too_large"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
+             "request_headers_too_large"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+             + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431,
+             "request_headers_too_large"),
+            (b"GET\x00 / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        ]
+        for request, status, code in cases:
+            got, headers, body = raw(request)
+            assert got == status, (code, got, body[:300])
+            assert headers["content-type"] == PROBLEM_JSON, (code, headers)
+            doc = json.loads(body)
+            assert (doc["status"], doc["code"]) == (status, code), doc
+            assert int(headers["content-length"]) == len(body)
+        # the app's own refusals, through the same server
+        got, headers, body = raw(b"GET /verify/ABCD-EFGH-JKMN-PQRS/document HTTP/1.1\r\n"
+                                 b"Host: x\r\nConnection: close\r\n\r\n")
+        assert (got, headers["content-type"], json.loads(body)["code"]) == \
+            (404, PROBLEM_JSON, "not_found")
+        got, headers, body = raw(b"PUT /v1/records HTTP/1.1\r\nHost: x\r\n"
+                                 b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        assert (got, headers["content-type"], json.loads(body)["code"]) == \
+            (405, PROBLEM_JSON, "method_not_allowed")
+        assert "POST" in headers["allow"]
+        # a chunked JSON body (no Content-Length) is read only up to its limit
+        chunk = b"[" * 100 + b" " * (64 * 1024 - 100)
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20))
+        got, headers, body = raw(b"POST /v1/batches HTTP/1.1\r\nHost: x\r\n"
+                                 b"Authorization: Bearer " + key1.encode() + b"\r\n"
+                                 b"Content-Type: application/json\r\n"
+                                 b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                 + chunked + b"0\r\n\r\n")
+        assert (got, json.loads(body)["code"]) == (413, "body_too_large"), body
+        # the control: a normal request on the same service
+        got, headers, body = raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert got == 200 and json.loads(body) == {"status": "ok"}
+    finally:
+        svc.stop()
