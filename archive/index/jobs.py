@@ -38,33 +38,46 @@ class JobsMixin(AuditMixin):
         params: Mapping[str, Any],
         actor: str,
         job_id: str | None = None,
+        lease_owner: str | None = None,
+        lease_seconds: int = 0,
     ) -> JobRow:
-        """A queued job of `total` items; `params` is what a worker needs to run it."""
+        """A queued job of `total` items; `params` is what a worker needs to run it.
+        With `lease_owner`, the job is born leased to that worker for `lease_seconds`:
+        no other worker claims it while the owner renews the lease (`renew_job_lease`)."""
         if total < 0:
             raise ValueError("a job's total cannot be negative")
+        if lease_owner is not None and lease_seconds <= 0:
+            raise ValueError("a leased job needs a positive lease_seconds")
         with self._write() as conn:
             return self._insert_job(conn, tenant, kind, total, params, actor,
-                                    job_id or str(uuid.uuid4()))
+                                    job_id or str(uuid.uuid4()), lease_owner, lease_seconds)
 
     def create_job_unless_active(self, *, tenant: str, kind: str, total: int,
-                                 params: Mapping[str, Any], actor: str) -> JobRow | None:
-        """`create_job`, unless a job of `kind` is queued or running (None then): of
-        several workers scheduling the same work at once, one queues it."""
+                                 params: Mapping[str, Any], actor: str,
+                                 per_tenant: bool = False) -> JobRow | None:
+        """`create_job`, unless a job of `kind` (with `per_tenant`: of `kind` and
+        `tenant`) is queued or running (None then): of several workers scheduling the
+        same work at once, one queues it."""
         if total < 0:
             raise ValueError("a job's total cannot be negative")
         with self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(JOBS_LOCK_KEY)))
-            active = conn.scalar(sa.select(sa.func.count()).select_from(t.jobs).where(
-                t.jobs.c.kind == kind, t.jobs.c.status.in_([JOB_QUEUED, JOB_RUNNING])))
-            if active:
+            active_query = sa.select(sa.func.count()).select_from(t.jobs).where(
+                t.jobs.c.kind == kind, t.jobs.c.status.in_([JOB_QUEUED, JOB_RUNNING]))
+            if per_tenant:
+                active_query = active_query.where(t.jobs.c.tenant == tenant)
+            if conn.scalar(active_query):
                 return None
             return self._insert_job(conn, tenant, kind, total, params, actor,
                                     str(uuid.uuid4()))
 
     def _insert_job(self, conn: Connection, tenant: str, kind: str, total: int,
-                    params: Mapping[str, Any], actor: str, job_id: str) -> JobRow:
+                    params: Mapping[str, Any], actor: str, job_id: str,
+                    lease_owner: str | None = None, lease_seconds: int = 0) -> JobRow:
         now = self._now()
+        lease_until = (now + timedelta(seconds=lease_seconds)
+                       if lease_owner is not None else None)
         conn.execute(
             t.jobs.insert().values(
                 id=job_id,
@@ -78,6 +91,8 @@ class JobsMixin(AuditMixin):
                 created_at=now,
                 updated_at=now,
                 finished_at=None,
+                lease_owner=lease_owner,
+                lease_until=lease_until,
             )
         )
         job = self._must_get_job(conn, job_id)
@@ -151,16 +166,16 @@ class JobsMixin(AuditMixin):
     def claim_job(self, owner: str, lease_seconds: int, *,
                   kinds: tuple[str, ...] | None = None,
                   job_id: str | None = None) -> JobRow | None:
-        """Take the oldest queued job, or a running one whose lease ran out (its worker
-        died), for `owner`. Two workers never hold the same job at once."""
+        """Take the oldest job that is queued or running and not leased (or whose lease
+        ran out: its worker died), for `owner`. A job born leased (`create_job` with
+        `lease_owner`) waits for its owner. Two workers never hold the same job at once."""
         now = self._now()
         until = now + timedelta(seconds=lease_seconds)
         with self._write() as conn:
             query = (sa.select(t.jobs.c.id)
-                     .where(sa.or_(t.jobs.c.status == JOB_QUEUED,
-                                   sa.and_(t.jobs.c.status == JOB_RUNNING,
-                                           sa.or_(t.jobs.c.lease_until.is_(None),
-                                                  t.jobs.c.lease_until < now))))
+                     .where(t.jobs.c.status.in_([JOB_QUEUED, JOB_RUNNING]),
+                            sa.or_(t.jobs.c.lease_until.is_(None),
+                                   t.jobs.c.lease_until < now))
                      .order_by(t.jobs.c.created_at, t.jobs.c.id).limit(1))
             if kinds is not None:
                 query = query.where(t.jobs.c.kind.in_(kinds))
@@ -176,13 +191,14 @@ class JobsMixin(AuditMixin):
             return self._must_get_job(conn, found)
 
     def renew_job_lease(self, job_id: str, owner: str, lease_seconds: int) -> bool:
-        """Extend the lease; False when another worker took the job over."""
+        """Extend the lease (of a running job, or a queued one born leased); False when
+        another worker took the job over or it is finished."""
         now = self._now()
         with self._write() as conn:
             result = conn.execute(
                 t.jobs.update()
                 .where(t.jobs.c.id == job_id, t.jobs.c.lease_owner == owner,
-                       t.jobs.c.status == JOB_RUNNING)
+                       t.jobs.c.status.in_([JOB_QUEUED, JOB_RUNNING]))
                 .values(lease_until=now + timedelta(seconds=lease_seconds)))
             return bool(result.rowcount)
 

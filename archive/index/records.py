@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -15,12 +15,31 @@ from archive.index import schema as t
 from archive.index.audit import AuditMixin
 from archive.index.base import is_unique_violation
 from archive.index.objects import ObjectsMixin
-from archive.index.rows import AWAITING_SIGNATURES, RecordRow
+from archive.index.rows import AWAITING_SIGNATURES, AuditRow, RecordRow
 from archive.store.base import StoredObject
 from archive.verification import new_code
 
 # The most records one `list_records` call returns.
 MAX_LIST_LIMIT = 1000
+# The audit action of a failed attempt to archive a record whose roles have all signed.
+ARCHIVING_FAILED = "record.archiving_failed"
+
+
+class ToFinish(NamedTuple):
+    """A record whose roles have all signed, not archived (`records_to_finish`): how
+    often archiving it failed, and when last."""
+
+    row: RecordRow
+    attempts: int
+    last_attempt_at: datetime | None
+
+
+class ArchivingAttempts(NamedTuple):
+    """The failed attempts to archive one record (`archiving_attempts`): how many, and
+    the newest (its detail: code, attempt, next_attempt_at, job_id)."""
+
+    attempts: int
+    last: AuditRow | None
 
 
 class RecordCount(NamedTuple):
@@ -257,6 +276,43 @@ class RecordsMixin(AuditMixin, ObjectsMixin):
                 row = nxt
             return [*reversed(older), start, *newer]
 
+    def records_to_finish(self, last_roles: Mapping[str, str], before: datetime, *,
+                          limit: int = 1000) -> list[ToFinish]:
+        """Records awaiting signatures (not superseded) whose last role has signed,
+        unchanged since before `before`: signed, not archived (a crash, a TSA outage, a
+        store refusal between the last signature and the archive). `last_roles`: record
+        type -> its policy's last role (roles sign in order). Never tried first, then
+        the longest waiting."""
+        if not last_roles:
+            return []
+        r, s, a = t.records.c, t.signatures.c, t.audit.c
+        last_signed = sa.exists().where(
+            s.record_id == r.id,
+            sa.or_(*(sa.and_(r.record_type == record_type, s.role == role)
+                     for record_type, role in sorted(last_roles.items()))))
+        failed = sa.and_(a.record_id == r.id, a.action == ARCHIVING_FAILED)
+        attempts = sa.select(sa.func.count()).where(failed).scalar_subquery()
+        last_at = sa.select(sa.func.max(a.at)).where(failed).scalar_subquery()
+        query = (sa.select(t.records, attempts.label("attempts"), last_at.label("last_at"))
+                 .where(r.status == AWAITING_SIGNATURES, r.superseded_by.is_(None),
+                        r.updated_at < before, last_signed)
+                 .order_by(attempts, r.updated_at, r.id).limit(limit))
+        columns = t.records.c.keys()
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [ToFinish(RecordRow(**{k: row._mapping[k] for k in columns}),
+                         int(row.attempts or 0), _utc(row.last_at)) for row in rows]
+
+    def archiving_attempts(self, record_id: str) -> ArchivingAttempts:
+        """The failed attempts to archive `record_id` (audited as ARCHIVING_FAILED)."""
+        a = t.audit.c
+        failed = sa.and_(a.record_id == record_id, a.action == ARCHIVING_FAILED)
+        with self._read() as conn:
+            count = conn.scalar(sa.select(sa.func.count()).select_from(t.audit).where(failed))
+            last = conn.execute(sa.select(t.audit).where(failed)
+                                .order_by(a.seq.desc()).limit(1)).first()
+        return ArchivingAttempts(int(count or 0), AuditRow(**last._mapping) if last else None)
+
     def _get_record(self, conn: Connection, record_id: str) -> RecordRow | None:
         row = conn.execute(sa.select(t.records).where(t.records.c.id == record_id)).first()
         return _record(row) if row else None
@@ -265,3 +321,12 @@ class RecordsMixin(AuditMixin, ObjectsMixin):
         record = self._get_record(conn, record_id)
         assert record is not None
         return record
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time from an aggregate: SQLite gives it back naive (UTC), or as text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.utcoffset() is not None else value.replace(tzinfo=UTC)

@@ -9,9 +9,13 @@ Every signing path ends in `hocba.step.sign` (signer/service/signing.py).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from archive.index import Index
 from archive.store import ObjectStore, open_store
@@ -37,6 +41,7 @@ from signer.service.transfers import Transfers
 from signer.service.twostep import TwoStep
 from signer.service.verification import Health, Verification
 from signer.settings import Settings
+from signer.truststore import load_trust
 
 
 class Hocba:
@@ -96,7 +101,8 @@ class Hocba:
             if self._jobs is None:
                 self._jobs = JobRunner(self.index, self.store, self.clients,
                                        self.key_signing, self.renewals, self.evidence,
-                                       lease_seconds=self.settings.job_lease_seconds)
+                                       lease_seconds=self.settings.job_lease_seconds,
+                                       finish_grace_seconds=self.settings.finish_grace_seconds)
             return self._jobs
 
     def close(self) -> None:
@@ -106,14 +112,119 @@ class Hocba:
 
 
 def _refuse_dev_parts(settings: Settings) -> None:
-    dev_markers = ("var/dev", "127.0.0.1:9780", "/dev/tsa/")
-    for name, value in (("HOCBA_CLIENTS_FILE", str(settings.clients_file)),
-                        ("HOCBA_TSA_URL", settings.tsa_url)):
-        if any(m in value for m in dev_markers):
-            raise ConfigError(f"production refuses dev parts: {name}={value}")
-    if Path(settings.clients_file).exists():
+    """HOCBA_ENV=production starts with no part of the dev setup (certs/provision.py,
+    `hocba dev`): each refusal a ConfigError that names the part."""
+    try:
         doc = json.loads(Path(settings.clients_file).read_text(encoding="utf-8"))
-        if any(s.get("backend") == "local" for s in doc.get("signers", [])):
-            raise ConfigError("production refuses software (local) signer keys")
-        if any("api_key" in c for c in doc.get("clients", [])):
-            raise ConfigError("production stores API keys as api_key_sha256 only")
+    except (OSError, ValueError):
+        doc = {}  # load_clients says what is wrong with it
+    clients = load_clients(settings.clients_file)
+    signers = doc.get("signers", []) if isinstance(doc, dict) else []
+    for check in (_dev_clients_file, _dev_tsa, _dev_public_base_url):
+        check(settings)
+    _software_keys(signers)
+    _plain_api_keys(doc.get("clients", []) if isinstance(doc, dict) else [])
+    _dev_csc(signers)
+    _dev_trust(clients)
+    _dev_token(settings, clients)
+
+
+# where the dev and test state live (certs/provision.py) and its marker file
+DEV_STATE_DIRS = ("var/dev", "var/test")
+DEV_STATE_MARKER = ".provisioned"
+# the dev PKI's CAs (certs/dev-pki.yml): its keys are new in each state directory, its
+# names are not
+DEV_CA_NAMES = ("hocba dev", "foreign test ca")
+DEV_TOKEN_LABELS = ("hocba-dev", "hocba-school-client")
+
+
+def _refuse(part: str, why: str) -> ConfigError:
+    return ConfigError(f"production refuses {part}: {why}")
+
+
+def _is_dev_state(path: Path) -> bool:
+    """In a dev/test state directory: var/dev, var/test, var/test-<port>, or any
+    directory provisioning marked."""
+    parts = path.resolve().parts
+    pairs = {f"{a}/{b.split('-')[0]}" for a, b in pairwise(parts)}
+    return bool(pairs & set(DEV_STATE_DIRS)) or (
+        path.resolve().parent / DEV_STATE_MARKER).exists()
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _dev_clients_file(settings: Settings) -> None:
+    if _is_dev_state(Path(settings.clients_file)):
+        raise _refuse("the dev clients file", f"HOCBA_CLIENTS_FILE={settings.clients_file} "
+                      "is a provisioned dev/test state")
+
+
+def _dev_tsa(settings: Settings) -> None:
+    url = settings.tsa_url
+    if _is_loopback(url) or urlsplit(url).path.startswith("/dev/"):
+        raise _refuse("the dev TSA", f"HOCBA_TSA_URL={url} is the dev responder or on "
+                      "this machine")
+
+
+def _dev_public_base_url(settings: Settings) -> None:
+    url = settings.public_base_url
+    if _is_loopback(url) or urlsplit(url).scheme != "https":
+        raise _refuse("the dev public base URL", f"HOCBA_PUBLIC_BASE_URL={url}: records "
+                      "carry it in their QR code for ever; an https URL others reach")
+
+
+def _software_keys(signers: list[dict[str, Any]]) -> None:
+    found = [s.get("key") for s in signers
+             if s.get("backend") == "local" or s.get("private_key_pem")]
+    if found:
+        raise _refuse("software (local) signer keys", f"{', '.join(map(str, found))} "
+                      "(private keys in files; use PKCS#11, CSC or client-held keys)")
+
+
+def _plain_api_keys(clients: list[dict[str, Any]]) -> None:
+    found = [c.get("name") for c in clients if "api_key" in c]
+    if found:  # never the key itself in the message
+        raise _refuse("plain API keys", f"clients {', '.join(map(str, found))} hold "
+                      "api_key; production stores API keys as api_key_sha256 only")
+
+
+def _dev_csc(signers: list[dict[str, Any]]) -> None:
+    csc = [s for s in signers if s.get("backend") == "csc"]
+    local = [s.get("key") for s in csc if _is_loopback(str(s.get("csc_service_url", "")))]
+    if local:
+        raise _refuse("the dev CSC server", f"{', '.join(map(str, local))}: "
+                      "csc_service_url on this machine")
+    stored = [s.get("key") for s in csc if "authorization" in s]
+    if stored:
+        raise _refuse("a stored CSC authorization", f"{', '.join(map(str, stored))}: the "
+                      "caller sends the one-time authorization, the clients file never "
+                      "holds it")
+
+
+def _dev_trust(clients: Clients) -> None:
+    for anchor in load_trust(list(clients.trust_anchors)).anchors:
+        subject = anchor.certificate.subject.human_friendly
+        if any(name in subject.lower() for name in DEV_CA_NAMES):
+            raise _refuse("the dev root", f"trust anchor {subject!r} ({anchor.sha256[:16]}) "
+                          "is the dev PKI's")
+
+
+def _dev_token(settings: Settings, clients: Clients) -> None:
+    p11 = clients.pkcs11
+    if not (settings.pkcs11_module or p11):
+        return
+    label = p11.token_label if p11 else settings.pkcs11_token_label
+    if label in DEV_TOKEN_LABELS:
+        raise _refuse("the dev PKCS#11 token", f"token label {label!r} is the dev "
+                      "SoftHSM2 token's")
+    if p11 and (p11.pin_file or p11.softhsm2_conf):
+        raise _refuse("the dev PKCS#11 token", "pin_file/softhsm2_conf in the clients "
+                      "file (the PIN comes from the variable HOCBA_PKCS11_PIN_ENV names)")

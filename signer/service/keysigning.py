@@ -8,7 +8,9 @@ from typing import Any, BinaryIO
 
 from asn1crypto import x509
 
+from archive.errors import ArchiveError
 from archive.index.rows import RecordRow
+from signer.errors import DependencyError, HocbaError
 from signer.keys import KeyBackend
 from signer.keys.csc import CscBatchSigner, CscKey
 from signer.keys.registry import KeyRegistry
@@ -68,8 +70,34 @@ class KeySigning:
         failed retries the archiving."""
         target = self.step.target(actor.client, record_id, role_name, retry_archiving=True)
         if target.finish_only:
-            return self.step.archiving.finish(actor, target.row)
+            try:
+                return self.step.archiving.finish(actor, target.row)
+            except HocbaError as e:
+                raise finishing_later(e) from e
         producer = self.producer(actor, key_name, authorization)
         self.step.check_signer(target, producer.key.certificate, producer.key.chain,
                                key=producer.key)
-        return self.step.sign_one(actor, target, producer)
+        try:
+            return self.step.sign_one(actor, target, producer)
+        except HocbaError as e:
+            if e.status >= 500 and target.is_last and signed_by(self.step, target):
+                raise finishing_later(e) from e
+            raise
+
+
+def signed_by(step: SigningStep, target: Target) -> bool:
+    """The target's role has signed the record (the step failed after its commit)."""
+    try:
+        return any(s.role == target.role.name for s in step.index.list_signatures(
+            target.row.id))
+    except ArchiveError:
+        return False
+
+
+def finishing_later(error: HocbaError) -> HocbaError:
+    """The last signature is stored but archiving failed: the same code and status (a
+    client may still retry: it archives), and a detail saying hocba finishes it."""
+    cls = DependencyError if isinstance(error, DependencyError) else HocbaError
+    return cls(f"{error.detail}. The signature is stored: hocba archives the "
+                      "record by itself (status archiving); no action is needed",
+                      code=error.code, status=error.status, title=error.title)

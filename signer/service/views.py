@@ -5,16 +5,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from archive.index.rows import ARCHIVED, JobRow, RecordRow, SignatureRow, VersionRow
+from archive.index.records import ArchivingAttempts
+from archive.index.rows import (
+    ARCHIVED,
+    AWAITING_SIGNATURES,
+    JobRow,
+    RecordRow,
+    SignatureRow,
+    VersionRow,
+)
 from archive.times import rfc3339, rfc3339_or_none
 from archive.verification import display, verify_url
 from signer.policy import Policy
 
+ARCHIVING = "archiving"
+"""A record's status in its view (never stored) when every role has signed and it is
+not archived yet: hocba finishes it by itself (signer.service.jobs, the finish job)."""
+
+
+def view_status(row: RecordRow, policy: Policy | None, signed_roles: set[str]) -> str:
+    """`archiving` for a record awaiting signatures whose roles have all signed (not
+    superseded); else the stored status."""
+    if (row.status == AWAITING_SIGNATURES and not row.superseded_by and policy is not None
+            and signed_roles and policy.next_role(signed_roles) is None):
+        return ARCHIVING
+    return row.status
+
 
 def record_view(row: RecordRow, policy: Policy | None, signatures: list[SignatureRow],
-                versions: list[VersionRow] | None, public_base_url: str) -> dict[str, Any]:
+                versions: list[VersionRow] | None, public_base_url: str, *,
+                archiving: ArchivingAttempts | None = None) -> dict[str, Any]:
     """A record: its roles in policy order, signed or pending, and once archived where
-    its final is (`versions`: needed for archived records only)."""
+    its final is (`versions`: needed for archived records only). Status `archiving`:
+    every role signed, the archive still to come; `archiving` (the index's failed
+    attempts, when given) says what went wrong last and when hocba tries again."""
     signed = {s.role: s for s in signatures}
     roles = policy.role_names if policy else tuple(signed)
     sigs: list[dict[str, Any]] = []
@@ -28,8 +52,9 @@ def record_view(row: RecordRow, policy: Policy | None, signatures: list[Signatur
         sigs.append(item)
     nxt = policy.next_role(set(signed)) if policy else None
     meta = json.loads(row.metadata_json)
+    status = view_status(row, policy, set(signed))
     body: dict[str, Any] = {
-        "id": row.id, "status": row.status, "record_type": row.record_type,
+        "id": row.id, "status": status, "record_type": row.record_type,
         "policy": row.policy, "school": meta.get("school"),
         "school_year": row.school_year, "signatures": sigs,
         "next_role": nxt.name if nxt and row.status != ARCHIVED else None,
@@ -39,6 +64,8 @@ def record_view(row: RecordRow, policy: Policy | None, signatures: list[Signatur
     }
     code = row.verification_code
     body["verification_code"] = display(code) if code else None
+    if status == ARCHIVING and archiving is not None:
+        body["archiving"] = archiving_view(archiving)
     if row.status == ARCHIVED:
         body["archive"] = {
             "sha256": row.current_sha256, "size": row.current_size,
@@ -47,6 +74,16 @@ def record_view(row: RecordRow, policy: Policy | None, signatures: list[Signatur
             "verify_url": verify_url(public_base_url, code) if code else None,
         }
     return body
+
+
+def archiving_view(attempts: ArchivingAttempts) -> dict[str, Any]:
+    """How hocba's finishing of a signed record goes: failed attempts so far, the last
+    one's error code and time, when it tries again (null: at its next round)."""
+    last = attempts.last.detail if attempts.last else {}
+    return {"attempts": attempts.attempts,
+            "last_error": last.get("code"),
+            "last_attempt_at": rfc3339(attempts.last.at) if attempts.last else None,
+            "next_attempt_at": last.get("next_attempt_at")}
 
 
 def version_view(v: VersionRow) -> dict[str, Any]:

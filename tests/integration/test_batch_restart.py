@@ -103,3 +103,31 @@ def test_sigkill_in_the_middle_of_a_batch(service: Service, api_keys: dict[str, 
         index.close()
     log = service.log_text()
     assert "Traceback" not in log, log[-6000:]
+
+
+def test_sigkill_while_a_csc_batch_holds_its_authorization(
+        service: Service, csc_server: Any, api_keys: dict[str, str],
+        samples: dict[str, bytes], clients_doc: dict[str, Any], tmp_path: Path) -> None:
+    """The worker holding a CSC batch's one-time authorization dies with it: after the
+    restart the batch is taken over once its lease lapses and finishes at once, each
+    record signed (once) or failed with authorization_lost, never left running."""
+    key = api_keys["school-1"]
+    ids = create_records(service, key, samples[SAMPLE], 6, start=100)
+    otp = next(s for s in clients_doc["signers"] if s["backend"] == "csc")["authorization"]["otp"]
+    r = requests.post(f"{service.base}/v1/batches", headers=bearer(key), timeout=60,
+                      json={"role": "teacher", "key": "school-1-csc-teacher",
+                            "record_ids": ids, "authorization": {"otp": otp}})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    service.kill9()
+    service.start()
+    job = wait_job(service, key, job_id, timeout=60)
+    assert job["kind"] == "batch_csc" and job["total"] == 6, job
+    assert {f["code"] for f in job["failed"]} <= {"authorization_lost"}, job
+    lost = {f["record_id"] for f in job["failed"]}
+    assert job["done"] + len(lost) == 6, job
+    with sqlite3.connect(f"file:{tmp_path / 'index.sqlite3'}?mode=ro", uri=True) as conn:
+        signed = Counter(r for (r,) in conn.execute(
+            "SELECT record_id FROM signatures WHERE role = 'teacher'").fetchall())
+    assert set(signed) == set(ids) - lost, (signed, lost)
+    assert all(n == 1 for n in signed.values()), signed

@@ -34,8 +34,11 @@ def archived(app: Any, key: str, pdf: bytes, n: int, start: int = 0) -> list[dic
     """`n` archived records of one pupil, one per school year (from 2024-2025 back)."""
     http = app.test_client()
     years = [2024 - start - i for i in range(n)]
-    return [create_archived(http, key, pdf, metadata(FPDF2, school_year=f"{y}-{y + 1}"))
-            for y in years]
+    return [create_archived(http, key, pdf, metadata(
+        FPDF2, school_year=f"{y}-{y + 1}",
+        student={"id_number": f"0012{(y - 7) % 100:02d}000777", "full_name": "Phạm Gia Huy",
+                 "date_of_birth": f"{y - 7}-11-20", "student_code": "HS-000777"}))
+        for y in years]
 
 
 def final_bytes(hocba: Any, record: dict[str, Any]) -> bytes:
