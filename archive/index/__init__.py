@@ -21,9 +21,11 @@ from archive.index.rows import (
     TransferRow,
     VersionRow,
 )
+from archive.index.service_state import ARCHIVE_LOCK, FlagRow, JobQueue
 
 __all__ = [
     "ARCHIVED",
+    "ARCHIVE_LOCK",
     "AWAITING_SIGNATURES",
     "JOB_FINISHED",
     "JOB_QUEUED",
@@ -31,9 +33,11 @@ __all__ = [
     "SHARE_GUARDIAN",
     "SHARE_TRANSFER",
     "AuditRow",
+    "FlagRow",
     "IdempotencyRow",
     "IdempotencyWrite",
     "Index",
+    "JobQueue",
     "JobRow",
     "ObjectRow",
     "RecordRow",

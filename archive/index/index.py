@@ -22,6 +22,7 @@ from archive.index.idempotency import IdempotencyMixin
 from archive.index.jobs import JobsMixin
 from archive.index.objects import ObjectsMixin
 from archive.index.records import RecordCount, RecordsMixin
+from archive.index.service_state import ServiceStateMixin
 from archive.index.sessions import SessionsMixin
 from archive.index.share_links import ShareLinksMixin
 from archive.index.signatures import SignaturesMixin
@@ -31,6 +32,7 @@ __all__ = ["Index", "RecordCount"]
 
 
 class Index(
+    ServiceStateMixin,
     EvidenceMixin,
     TransfersMixin,
     SignaturesMixin,

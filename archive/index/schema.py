@@ -282,3 +282,18 @@ signing_sessions = sa.Table(
     sa.CheckConstraint("kind IN ('single', 'batch')", name="kind"),
     sa.CheckConstraint("status IN ('open', 'completed')", name="status"),
 )
+
+# Service-wide flags every worker and instance reads (readiness): a row while the flag is
+# raised. Raised by the service (e.g. `archive_lock`: the store kept a weaker Object Lock
+# than asked), cleared only by an operator; both are audited.
+service_flags = sa.Table(
+    "service_flags",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("raised_at", UTCDateTime, nullable=False),
+    sa.Column("last_raised_at", UTCDateTime, nullable=False),
+    sa.Column("occurrences", sa.Integer, nullable=False),
+    sa.Column("record_id", sa.String(36), nullable=True),
+    sa.CheckConstraint("occurrences >= 1", name="occurrences"),
+)

@@ -1,10 +1,23 @@
-"""Liveness, readiness and the OpenAPI document."""
+"""Liveness, readiness, metrics, the service-wide flags and the OpenAPI document.
+
+`/readyz` checks each dependency (the TSA with a real timestamp request, its answer
+reused for 30 s) and reads the service-wide flags from the index, so every worker and
+instance answers alike; `/metrics` checks nothing (signer.http.metrics). A raised flag
+(`archive_lock`) keeps the service unready until an operator clears it:
+`DELETE /v1/admin/flags/{name}` (scope archive:admin, audited).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response
 
-from signer.http.common import service
+from archive.index import FlagRow
+from archive.times import rfc3339
+from signer.http import metrics as prometheus
+from signer.http.auth import require
+from signer.http.common import actor, service
 from signer.http.schemas import OPENAPI_PATH
 
 bp = Blueprint("ops", __name__)
@@ -29,31 +42,28 @@ def openapi() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text: index-backed gauges (the same whichever worker answers)."""
-    svc = service()
-    totals = svc.health.totals()
-    ready = svc.health.checks()
-    lines = ["# HELP hocba_records Records in the index by status.",
-             "# TYPE hocba_records gauge"]
-    lines += [f'hocba_records{{status="{k}"}} {v}' for k, v in sorted(totals["records"].items())]
-    lines += ["# HELP hocba_jobs Jobs (batches, audits) by status.", "# TYPE hocba_jobs gauge"]
-    lines += [f'hocba_jobs{{status="{k}"}} {v}' for k, v in sorted(totals["jobs"].items())]
-    lines += ["# HELP hocba_audit_rows Rows in the hash-chained audit log.",
-              "# TYPE hocba_audit_rows gauge", f"hocba_audit_rows {totals['audit']['rows']}",
-              "# HELP hocba_dependency_up 1 when the dependency answers its readiness check.",
-              "# TYPE hocba_dependency_up gauge"]
-    lines += [f'hocba_dependency_up{{dependency="{k}"}} {int(v == "ok")}'
-              for k, v in sorted(ready.items())]
-    lines += ["# HELP hocba_records_renewal Archived records by renewal state: due (newest "
-              "document timestamp valid for less than the margin), overdue (no longer "
-              "valid), unknown (archived before the date was recorded).",
-              "# TYPE hocba_records_renewal gauge"]
-    lines += [f'hocba_records_renewal{{state="{k}"}} {v}'
-              for k, v in sorted(svc.renewals.counts().items())]
-    lines += ["# HELP hocba_evidence Archived objects by evidence record (RFC 4998) state: "
-              "missing (no evidence yet), ok, due (newest archive timestamp valid for less "
-              "than the margin), overdue (no longer valid).",
-              "# TYPE hocba_evidence gauge"]
-    lines += [f'hocba_evidence{{state="{k}"}} {v}'
-              for k, v in sorted(svc.evidence.counts().items())]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    """Prometheus text: every worker's counts, the last readiness checks, and the
+    index-backed gauges (the same whichever worker answers)."""
+    return prometheus.render(service())
+
+
+@bp.get("/v1/admin/flags")
+@require("archive:admin")
+def list_flags() -> dict[str, Any]:
+    return {"flags": [_flag(f) for f in service().health.flags()]}
+
+
+@bp.delete("/v1/admin/flags/<name>")
+@require("archive:admin")
+def clear_flag(name: str) -> dict[str, Any]:
+    """Clear a raised flag once its cause is dealt with (404 `flag_unknown` for a name
+    that is no flag; `cleared: false` when it was not raised)."""
+    cleared = service().health.clear_flag(actor(), name)
+    return {"name": name, "cleared": cleared is not None,
+            "flag": _flag(cleared) if cleared else None}
+
+
+def _flag(flag: FlagRow) -> dict[str, Any]:
+    """What an operator sees (the records concerned are in the audit log, flag.raised)."""
+    return {"name": flag.name, "raised_at": rfc3339(flag.raised_at),
+            "last_raised_at": rfc3339(flag.last_raised_at), "occurrences": flag.occurrences}

@@ -5,7 +5,6 @@ revisions released."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from io import BytesIO
 from typing import BinaryIO
 
@@ -13,7 +12,7 @@ from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
 from archive.errors import ArchiveError
-from archive.index import Index
+from archive.index import ARCHIVE_LOCK, Index
 from archive.index.rows import RecordRow
 from archive.store import Area, ObjectStore
 from archive.times import rfc3339
@@ -37,7 +36,14 @@ class Archiving:
         self.documents = documents
         self.policies = policies
         self.services = services
-        self.lock_failure: str | None = None  # the store kept a weaker lock than asked
+
+    @property
+    def lock_failure(self) -> str | None:
+        """Set once the store kept a weaker lock than asked: a flag in the index, so every
+        worker and instance reports it, until an operator clears it (DELETE
+        /v1/admin/flags/archive_lock). Never a record id: /readyz shows it to anyone."""
+        flag = self.index.get_flag(ARCHIVE_LOCK)
+        return f"lock_mismatch since {rfc3339(flag.raised_at)}" if flag else None
 
     def finish(self, actor: Actor, row: RecordRow, *, current: bytes | BinaryIO | None = None
                ) -> RecordRow:
@@ -66,8 +72,8 @@ class Archiving:
             obj = self.store.put_archived_file(final)
         except ArchiveError as e:
             if e.code == "lock_mismatch":  # the store kept less than asked: never "archived"
-                self.lock_failure = f"{rfc3339(datetime.now(UTC))} {e.code}"
                 log.error("archive lock not as requested for record %s: %s", row.id, e)
+                self._raise_lock_failure(actor, row, e)
             raise from_archive(e, f"store refused the final: {e}",
                                default_code="store_error") from e
         valid_until = timestamp_valid_until(final)
@@ -81,6 +87,13 @@ class Archiving:
                                if e.code == "stale_revision" else None) from e
         self._release_working(row)
         return row
+
+    def _raise_lock_failure(self, actor: Actor, row: RecordRow, e: ArchiveError) -> None:
+        try:
+            self.index.raise_flag(ARCHIVE_LOCK, f"record {row.id}: {e}", actor=actor.name,
+                                  tenant=row.tenant, record_id=row.id)
+        except ArchiveError as flag_error:  # the index is down: its own check fails too
+            log.error("archive lock failure not recorded: %s", flag_error.code)
 
     def _release_working(self, row: RecordRow) -> None:
         shas = [row.original_sha256] + [s.revision_sha256

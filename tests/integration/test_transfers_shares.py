@@ -258,6 +258,8 @@ def test_no_keyless_get_reveals_a_pupil_an_id_number_or_a_uid(
             text = resp.get_data(as_text=True) if resp.mimetype != "application/pdf" else ""
             assert resp.mimetype != "application/pdf", url
             assert pupil_name not in text, url
+            if url.startswith("/metrics"):  # sample values are measurements: check the rest
+                text = re.sub(r" [0-9.e+-]+$", "", text, flags=re.MULTILINE)
             assert not re.search(r"\d{12}", text), (url, text[:300])
             assert "UID=" not in text and "CCCD" not in text, url
             asked += 1

@@ -36,7 +36,7 @@ from archive.verification import canonical
 from tests.unit.archive.conftest import StepClock
 from tests.unit.archive.test_index import new_record, run_concurrently
 
-HEAD = "0006"
+HEAD = "0007"
 INITIAL_TABLES = [t.records, t.signatures, t.versions, t.objects, t.idempotency, t.audit]
 TOKEN = "ab" * 32
 
@@ -153,7 +153,7 @@ def test_revisions_form_one_line_ending_at_head() -> None:
     scripts = ScriptDirectory.from_config(migrations.alembic_config())
     assert migrations.head_revision() == HEAD
     revisions = [r.revision for r in scripts.walk_revisions("base", "heads")]
-    assert revisions == ["0006", "0005", "0004", "0003", "0002", "0001"]
+    assert revisions == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 def test_fresh_index_migrates_to_head(index_url: str, engine: sa.Engine) -> None:
