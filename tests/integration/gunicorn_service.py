@@ -19,7 +19,7 @@ import requests
 
 from signer.cli import wait_for_port
 from tests.conftest import REPO
-from tests.integration.helpers import metadata
+from tests.integration.helpers import metadata, pupil_name
 
 
 def free_port() -> int:
@@ -90,6 +90,28 @@ class Service:
             self.proc.wait(timeout=30)
         self._close_log()
 
+    def pids(self) -> set[int]:
+        """The master and its workers: every live process of this service's process group
+        (Linux /proc)."""
+        assert self.proc is not None
+        found: set[int] = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if fields[0] != "Z" and int(fields[2]) == self.proc.pid:  # state, pgrp
+                found.add(int(stat.parent.name))
+        return found
+
+    def holds(self, lease_owner: str | None) -> bool:
+        """Whether a job lease owner (`host:pid:suffix`, signer.service.jobs) is one of
+        this service's processes."""
+        if not lease_owner:
+            return False
+        parts = lease_owner.split(":")
+        return len(parts) >= 3 and parts[-2].isdigit() and int(parts[-2]) in self.pids()
+
     def log_text(self) -> str:
         if self.log is None or not self.log.exists():
             return ""
@@ -118,7 +140,7 @@ def create_records(svc: Service, key: str, pdf: bytes, n: int, start: int = 0,
 
     def one(i: int) -> str:
         meta = metadata(SAMPLE, student={"id_number": f"0012170{i:05d}",
-                                         "full_name": f"Học Sinh {i}",
+                                         "full_name": pupil_name(i),
                                          "date_of_birth": "2017-11-20",
                                          "student_code": f"HS-{i}"})
         files: dict[str, Any] = {"document": ("r.pdf", pdf, "application/pdf"),
@@ -162,3 +184,65 @@ def wait_job(svc: Service, key: str, job_id: str, timeout: float = 300,
         time.sleep(0.2)
         job = get_job(svc, key, job_id)
     raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
+
+
+def get_record(svc: Service, key: str, record_id: str) -> dict[str, Any]:
+    r = requests.get(f"{svc.base}/v1/records/{record_id}", headers=bearer(key), timeout=30)
+    assert r.status_code == 200, r.text
+    record: dict[str, Any] = r.json()
+    return record
+
+
+def get_document(svc: Service, key: str, record_id: str) -> bytes:
+    r = requests.get(f"{svc.base}/v1/records/{record_id}/document", headers=bearer(key),
+                     timeout=60)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def verify_pdf(svc: Service, pdf: bytes) -> dict[str, Any]:
+    """`POST /v1/verify` (no key needed): the validation report."""
+    r = requests.post(f"{svc.base}/v1/verify",
+                      files={"document": ("x.pdf", pdf, "application/pdf")}, timeout=120)
+    assert r.status_code == 200, r.text
+    report: dict[str, Any] = r.json()
+    return report
+
+
+def run_audit(svc: Service, admin_key: str, timeout: float = 120) -> dict[str, Any]:
+    """A fixity audit through `POST /v1/admin/audits`, polled until finished."""
+    r = requests.post(f"{svc.base}/v1/admin/audits", headers=bearer(admin_key), timeout=30)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        r = requests.get(f"{svc.base}/v1/admin/audits/{job_id}", headers=bearer(admin_key),
+                         timeout=30)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        if body["status"] == "finished":
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"audit {job_id} did not finish in {timeout}s: {body}")
+        time.sleep(0.2)
+
+
+
+def create_class(svc: Service, key: str, pdf: bytes, n: int, start: int = 0,
+                 threads: int = 4) -> list[str]:
+    """`create_records` with names the metadata checks accept (`pupil_name`)."""
+
+    def one(i: int) -> str:
+        meta = metadata(SAMPLE, student={"id_number": f"0012170{i:05d}",
+                                         "full_name": pupil_name(i),
+                                         "date_of_birth": "2017-11-20",
+                                         "student_code": f"HS-{i}"})
+        files: dict[str, Any] = {"document": ("r.pdf", pdf, "application/pdf"),
+                                 "metadata": (None, json.dumps(meta, ensure_ascii=False))}
+        r = requests.post(f"{svc.base}/v1/records", headers=bearer(key), files=files,
+                          timeout=120)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(start, start + n)))

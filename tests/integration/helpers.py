@@ -17,6 +17,19 @@ SCHOOL_NAMES = {"DEMO-SCHOOL-1": "Trường Tiểu học Nguyễn Du",
 SCHOOL_KEYS = {"DEMO-SCHOOL-1": "school-1", "DEMO-SCHOOL-2": "school-2"}
 
 
+NAME_LETTERS = "ABCDĐEGHIKLMNOPQRSTUVXY"  # Vietnamese initials: names are letters only
+
+
+def pupil_name(i: int) -> str:
+    """A distinct pupil name for every `i` (letters only, as the metadata checks want)."""
+    initials = ""
+    while True:
+        i, digit = divmod(i, len(NAME_LETTERS))
+        initials = NAME_LETTERS[digit] + initials
+        if i == 0:
+            return f"Học Sinh {initials}"
+
+
 def metadata(sample: str, school: str = "DEMO-SCHOOL-1", **changes: Any) -> dict[str, Any]:
     record_type, name, id_number, dob, grade, class_name = SAMPLE_PUPILS[sample]
     meta: dict[str, Any] = {

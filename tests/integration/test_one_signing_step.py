@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from signer.service.signing import SigningStep
-from tests.integration.helpers import auth, metadata, sign, upload
+from tests.integration.helpers import auth, metadata, pupil_name, sign, upload
 from tests.integration.test_batches import wait_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +53,7 @@ def _records(http: Any, key: str, samples: dict[str, bytes], n: int, start: int)
     ids = []
     for i in range(start, start + n):
         meta = metadata(SAMPLE, student={"id_number": f"0012179{i:05d}",
-                                         "full_name": f"Học Sinh {i}",
+                                         "full_name": pupil_name(i),
                                          "date_of_birth": "2017-11-20",
                                          "student_code": f"HS-{i}"})
         r = upload(http, key, samples[SAMPLE], meta)

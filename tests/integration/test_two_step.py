@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.helpers import auth, metadata, sign, upload
+from tests.integration.helpers import auth, metadata, pupil_name, sign, upload
 
 pytestmark = pytest.mark.integration
 SAMPLE = "hoc-ba-tieu-hoc-fpdf2.pdf"
@@ -156,7 +156,7 @@ def test_batch_session_forty_digests_forty_signatures(
         client_teacher: tuple[Path, list[str]], tmp_path: Path) -> None:
     key = api_keys["school-1"]
     ids = [new_record(http, key, samples,
-                      student={"id_number": f"0012170{i:05d}", "full_name": f"Học Sinh {i}",
+                      student={"id_number": f"0012170{i:05d}", "full_name": pupil_name(i),
                                "date_of_birth": "2017-11-20", "student_code": f"HS-{i}"})
            for i in range(40)]
     keyfile, chain = client_teacher
