@@ -225,24 +225,3 @@ def run_audit(svc: Service, admin_key: str, timeout: float = 120) -> dict[str, A
         if time.monotonic() > deadline:
             raise AssertionError(f"audit {job_id} did not finish in {timeout}s: {body}")
         time.sleep(0.2)
-
-
-
-def create_class(svc: Service, key: str, pdf: bytes, n: int, start: int = 0,
-                 threads: int = 4) -> list[str]:
-    """`create_records` with names the metadata checks accept (`pupil_name`)."""
-
-    def one(i: int) -> str:
-        meta = metadata(SAMPLE, student={"id_number": f"0012170{i:05d}",
-                                         "full_name": pupil_name(i),
-                                         "date_of_birth": "2017-11-20",
-                                         "student_code": f"HS-{i}"})
-        files: dict[str, Any] = {"document": ("r.pdf", pdf, "application/pdf"),
-                                 "metadata": (None, json.dumps(meta, ensure_ascii=False))}
-        r = requests.post(f"{svc.base}/v1/records", headers=bearer(key), files=files,
-                          timeout=120)
-        assert r.status_code == 201, r.text
-        return str(r.json()["id"])
-
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, range(start, start + n)))

@@ -25,7 +25,7 @@ from signer.errors import DependencyError
 from signer.http import idempotency
 from tests.conftest import Responder, postgres_database
 from tests.integration.gunicorn_service import SAMPLE, Service, bearer, free_port
-from tests.integration.helpers import metadata, problem, upload
+from tests.integration.helpers import metadata, problem, pupil_name, upload
 
 pytestmark = [pytest.mark.integration]
 N = 20
@@ -94,15 +94,10 @@ def race(calls: list[Callable[[], requests.Response]]) -> list[requests.Response
     return [a for a in answers if isinstance(a, requests.Response)]
 
 
-def letters(i: int) -> str:
-    """A name part for pupil i (names are letters only)."""
-    return "".join("ABCDEGHIKLMNOPQRSTUVXY"[int(d)] for d in f"{i:05d}").capitalize()
-
-
 def pupil_metadata() -> str:
     i = next(_pupils)
     meta = metadata(SAMPLE, student={"id_number": f"0012179{i:05d}",
-                                     "full_name": f"Học Sinh {letters(i)}",
+                                     "full_name": pupil_name(i),
                                      "date_of_birth": "2017-11-20", "student_code": f"HS-{i}"})
     return json.dumps(meta, ensure_ascii=False)
 

@@ -36,7 +36,7 @@ from tests.conftest import postgres_database
 from tests.integration.gunicorn_service import (
     SAMPLE,
     Service,
-    create_class,
+    create_records,
     free_port,
     get_document,
     get_record,
@@ -128,7 +128,7 @@ def test_a_batch_survives_its_instance(cluster: Cluster, api_keys: dict[str, str
                                        samples: dict[str, bytes]) -> None:
     key, admin = api_keys["school-1"], api_keys["admin"]
     index = cluster.index
-    ids = create_class(cluster.a, key, samples[SAMPLE], N)
+    ids = create_records(cluster.a, key, samples[SAMPLE], N)
     job_id = submit_batch(cluster.a, key, "teacher", "school-1-teacher", ids)
 
     # Kill whichever instance holds the lease, as soon as it is in the middle.
