@@ -11,7 +11,6 @@ import base64
 import collections
 import io
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from werkzeug.test import encode_multipart
 
 from tests import fuzzpdf
 from tests.integration.helpers import PROBLEM_JSON, auth, metadata, sign, state_of
+from tests.integration.test_batches import wait_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -102,16 +102,6 @@ class Paths:
 
     def seal_pkcs11(self, rid: str) -> Any:
         return sign(self.http, self.key, rid, "seal", "school-1-seal")
-
-
-def wait_job(http: Any, key: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = http.get(f"/v1/jobs/{job_id}", headers=auth(key)).get_json()
-        if job["status"] == "finished":
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def test_fuzz_corpus_create_sign_verify(app: Any, http: Any, api_keys: dict[str, str],

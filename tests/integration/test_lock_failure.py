@@ -46,7 +46,7 @@ def test_lock_mismatch_is_never_success(app: Any, http: Any, other: Any,
     r = sign(http, key, rid, "seal", "school-1-seal")
     assert r.status_code == 503 and r.get_json()["code"] == "store_error"
     rec = http.get(f"/v1/records/{rid}", headers=auth(key)).get_json()
-    assert rec["status"] != "archived" and "archive" not in rec
+    assert rec["status"] == "archiving" and rec["next_role"] is None and "archive" not in rec
     for instance in (http, other):  # the flag is in the index: both report it
         ready = instance.get("/readyz")
         assert ready.status_code == 503

@@ -129,6 +129,7 @@ def test_the_tsa_answer_is_reused_and_metrics_never_probe(
         samples = scrape(text)
         assert value(samples, "hocba_dependency_up", dependency="tsa") == 0
         assert value(samples, "hocba_dependency_up", dependency="index") == 1
+        assert value(samples, "hocba_dependency_up", dependency="hsm") == 1
         assert value(samples, "hocba_readiness_checked_timestamp_seconds",
                      dependency="tsa") > time.time() - 60
 
